@@ -1,0 +1,73 @@
+/** The `tideflow` command as a user runs it: a real process on real files. */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+
+const ROOT = resolve(__dirname, "../..");
+const CLI = join(ROOT, "dist/cli.js");
+
+function tideflow(args: string[], cwd = ROOT) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("check passes on the example workspace", () => {
+  const r = tideflow(["check", "examples/daily-sales.flow.ts", "examples/crm.flow.ts", "examples/hourly-events.flow.ts", "examples/weekly-report.flow.ts", "--workspace", "examples"]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /4 workflow files checked: 0 errors, 0 warnings/);
+});
+
+test("check on the broken examples exits 1 and shows every diagnostic code", () => {
+  const r = tideflow(["check", "examples/broken", "--json"]);
+  assert.equal(r.code, 1, r.stderr);
+  const report = JSON.parse(r.stdout) as { files: { path: string; diagnostics: { code: string; range: { start: { line: number } } }[] }[]; errors: number };
+  const codes = new Set(report.files.flatMap((f) => f.diagnostics.map((d) => d.code)));
+  for (const code of ["parse-error", "missing-workflow", "invalid-id", "duplicate-task", "duplicate-workflow", "unknown-upstream", "cycle", "invalid-cron", "invalid-timezone", "invalid-duration", "invalid-option", "task-not-in-workflow", "not-static"]) {
+    assert.ok(codes.has(code), `missing ${code}`);
+  }
+  assert.ok(report.errors > 10);
+});
+
+test("check's text output is file:line:col, usable from a pre-commit hook", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tideflow-cli-"));
+  try {
+    writeFileSync(join(dir, "a.flow.ts"), `import { workflow, task } from "tideflow";\nexport const x = task("x", { timeout: "forever" }, async () => {});\nexport default workflow("a", { tasks: [x] });\n`);
+    const r = tideflow(["check", "a.flow.ts"], dir);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /^a\.flow\.ts:2:39: error \[invalid-duration\] `timeout` "forever" is not a duration/m);
+    writeFileSync(join(dir, "a.flow.ts"), `import { workflow, task } from "tideflow";\nexport const x = task("x", { timeout: "1h" }, async () => {});\nexport default workflow("a", { tasks: [x] });\n`);
+    assert.equal(tideflow(["check", "."], dir).code, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("dag writes an SVG with one box per task, cross-workflow upstreams included", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tideflow-cli-"));
+  try {
+    const out = join(dir, "daily.svg");
+    const r = tideflow(["dag", "examples/daily-sales.flow.ts", "--svg", out, "--workspace", "examples"]);
+    assert.equal(r.code, 0, r.stderr);
+    const svg = readFileSync(out, "utf8");
+    assert.match(svg, /<svg[^>]+xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.equal((svg.match(/<g class="node /g) ?? []).length, 7);
+    assert.match(svg, /data-id="crm\.sync_accounts"/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("usage errors say what is wrong and exit 2", () => {
+  const r = tideflow(["check"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /check takes one or more files or directories/);
+  assert.equal(tideflow(["frobnicate"]).code, 2);
+  assert.match(tideflow(["dag", "examples/crm.flow.ts"]).stderr, /dag needs --svg OUT/);
+  assert.match(tideflow(["check", "README.md"]).stderr, /is not a \*\.flow\.ts/);
+  const missing = tideflow(["check", "examples/nope.flow.ts"]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /cannot read examples\/nope\.flow\.ts/);
+});
