@@ -345,9 +345,9 @@ function findCycles(edges: Edge[]): { uri: string; diagnostic: TideflowDiagnosti
     const workflows = new Set(cycle.map((e) => e.from.split(".")[0]));
     const name = (key: string) =>
       key.includes("#") ? key.slice(key.lastIndexOf("#") + 1) : workflows.size > 1 ? key : key.slice(key.indexOf(".") + 1);
+    const names = cycle.map((e) => name(e.from));
     for (let i = 0; i < cycle.length; i++) {
-      const rotated = [...cycle.slice(i), ...cycle.slice(0, i)];
-      const path = [...rotated.map((e) => name(e.from)), name(rotated[0].from)].join(" → ");
+      const path = spellCycle(names, i);
       const e = cycle[i];
       diagnostics.push({
         uri: e.uri,
@@ -361,6 +361,20 @@ function findCycles(edges: Edge[]): { uri: string; diagnostic: TideflowDiagnosti
     }
   }
   return diagnostics;
+}
+
+/** Long cycles keep their ends and say how many steps are left out. */
+const MAX_PATH_NAMES = 12;
+
+/** The cycle `names` read from position `start` back to itself, `a → b → c → a`. */
+function spellCycle(names: string[], start: number): string {
+  const n = names.length;
+  const at = (k: number) => names[(start + k) % n];
+  // n + 1 names in all: the start comes back at the end.
+  if (n + 1 <= MAX_PATH_NAMES) return Array.from({ length: n + 1 }, (_, k) => at(k)).join(" → ");
+  const head = Array.from({ length: MAX_PATH_NAMES - 3 }, (_, k) => at(k));
+  const tail = [at(n - 1), at(n)];
+  return [...head, `… ${n + 1 - head.length - tail.length} more …`, ...tail].join(" → ");
 }
 
 /** Breadth-first from `start` back to itself inside one component: the edges in order. */
