@@ -28,7 +28,7 @@ import {
 } from "../protocol/lsp";
 import type { FileAnalysis, TideflowDiagnostic } from "../protocol/model";
 import { analyzeFile } from "./analyzer/analyze";
-import type { StatementCache } from "./analyzer/parse";
+import { StatementCache } from "./analyzer/parse";
 import { WorkspaceIndex } from "./analyzer/workspace";
 import { layoutDag } from "./dag/layout";
 import { renderDagSvg } from "./dag/svg";
@@ -206,7 +206,7 @@ class TideflowServer {
     if (!current) return;
     this.analyzedVersion.set(uri, current.version);
     let cache = this.caches.get(uri);
-    if (!cache) this.caches.set(uri, (cache = new Map()));
+    if (!cache) this.caches.set(uri, (cache = new StatementCache()));
     const limit = this.cachedSettings(uri)?.maxFileSize ?? DEFAULT_SETTINGS.maxFileSize;
     this.index.set(analyzeFile(uri, current.getText(), { cache, maxFileSize: limit }));
     this.publishAll(uri);

@@ -27,8 +27,15 @@ export interface ParseResult {
   errors: ParseError[];
 }
 
-/** Chunk text → its parsed statements, or the error it raised. */
-export type StatementCache = Map<string, TSESTree.ProgramStatement[] | ParseError>;
+/**
+ * What one open document keeps between versions: chunk text → its parsed statements (or
+ * the error it raised), and TypeScript's tree of the previous text for incremental reparse.
+ */
+export class StatementCache {
+  readonly chunks = new Map<string, TSESTree.ProgramStatement[] | ParseError>();
+  sourceFile: ts.SourceFile | undefined;
+  text: string | undefined;
+}
 
 interface EstreeError {
   index?: number;
@@ -48,29 +55,39 @@ export function parseFile(text: string, isJs: boolean, cache?: StatementCache): 
   }
   let sourceFile: ts.SourceFile;
   try {
-    sourceFile = ts.createSourceFile(
-      isJs ? "file.js" : "file.ts",
-      text,
-      { languageVersion: ts.ScriptTarget.Latest, jsDocParsingMode: ts.JSDocParsingMode.ParseNone },
-      false,
-      isJs ? ts.ScriptKind.JS : ts.ScriptKind.TS,
-    );
+    sourceFile = cache?.sourceFile && cache.text !== undefined
+      ? ts.updateSourceFile(cache.sourceFile, text, changeRange(cache.text, text))
+      : ts.createSourceFile(
+          isJs ? "file.js" : "file.ts",
+          text,
+          { languageVersion: ts.ScriptTarget.Latest, jsDocParsingMode: ts.JSDocParsingMode.ParseNone },
+          false,
+          isJs ? ts.ScriptKind.JS : ts.ScriptKind.TS,
+        );
   } catch (e) {
+    if (cache) {
+      cache.sourceFile = undefined;
+      cache.text = undefined;
+    }
     errors.push({ start: 0, end: Math.min(text.length, 1), message: describeCrash(e) });
     return { statements, errors };
+  }
+  if (cache) {
+    cache.sourceFile = sourceFile;
+    cache.text = text;
   }
   // Chunks tile the whole file: each runs from a statement's full start (leading trivia
   // included) to the next one's, the last to the end, so no text escapes the parser.
   const tops = sourceFile.statements;
   const bounds: number[] = tops.map((s) => s.pos);
   if (bounds.length === 0 || bounds[0] !== 0) bounds.unshift(0);
-  const used: StatementCache = new Map();
+  const used: StatementCache["chunks"] = new Map();
   for (let i = 0; i < bounds.length; i++) {
     const base = bounds[i];
     const end = i + 1 < bounds.length ? bounds[i + 1] : text.length;
     if (end <= base) continue;
     const chunk = text.slice(base, end);
-    let parsed = cache?.get(chunk);
+    let parsed = cache?.chunks.get(chunk);
     if (parsed === undefined) parsed = parseChunk(chunk, isJs);
     used.set(chunk, parsed);
     if (Array.isArray(parsed)) {
@@ -81,10 +98,20 @@ export function parseFile(text: string, isJs: boolean, cache?: StatementCache): 
   }
   if (cache) {
     // Keep only what this version of the file uses, so the cache never outgrows the file.
-    cache.clear();
-    for (const [k, v] of used) cache.set(k, v);
+    cache.chunks.clear();
+    for (const [k, v] of used) cache.chunks.set(k, v);
   }
   return { statements, errors };
+}
+
+/** The span that differs between two texts, as TypeScript's incremental parser wants it. */
+function changeRange(before: string, after: string): ts.TextChangeRange {
+  const max = Math.min(before.length, after.length);
+  let prefix = 0;
+  while (prefix < max && before.charCodeAt(prefix) === after.charCodeAt(prefix)) prefix++;
+  let suffix = 0;
+  while (suffix < max - prefix && before.charCodeAt(before.length - 1 - suffix) === after.charCodeAt(after.length - 1 - suffix)) suffix++;
+  return ts.createTextChangeRange(ts.createTextSpan(prefix, before.length - prefix - suffix), after.length - prefix - suffix);
 }
 
 function parseChunk(chunk: string, isJs: boolean): TSESTree.ProgramStatement[] | ParseError {

@@ -1,10 +1,12 @@
 /** The analyzer as a pure function: text in, model and diagnostics out. */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { analyzeFile } from "../../server/analyzer/analyze";
 import { checkCron, isTimeZone, nextFireTimes, zonedIso } from "../../server/analyzer/cron";
 import { formatDuration, parseDuration } from "../../server/analyzer/durations";
-import type { StatementCache } from "../../server/analyzer/parse";
+import { StatementCache } from "../../server/analyzer/parse";
 import { WorkspaceIndex } from "../../server/analyzer/workspace";
 
 const head = `import { workflow, task, shell } from "tideflow";\n`;
@@ -123,14 +125,36 @@ export default workflow("s", { tasks: [a, b] });
   });
 
   test("the statement cache gives the same result as a fresh parse, and only holds the current statements", () => {
-    const cache: StatementCache = new Map();
+    const cache = new StatementCache();
     const v1 = `${head}export const a = task("a", { timeout: "1m" }, async () => {});\nexport default workflow("s", { tasks: [a] });\n`;
     const v2 = v1.replace('"1m"', '"1 m"');
     analyzeFile("file:///s.flow.ts", v1, { cache });
     const cached = analyzeFile("file:///s.flow.ts", v2, { cache });
     const fresh = analyzeFile("file:///s.flow.ts", v2);
     assert.deepEqual(cached, fresh);
-    assert.equal(cache.size, 3);
+    assert.equal(cache.chunks.size, 3);
+  });
+
+  test("incremental reparse: after each of 300 random edits, the cached analysis equals a fresh one", () => {
+    let text = readFileSync(join(__dirname, "../../examples/daily-sales.flow.ts"), "utf8");
+    const cache = new StatementCache();
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const tokens = ["(", ")", "{", "}", "[", "]", '"', "'", ",", ":", "\n", "upstream: [", 'task("x", ', "export default ", "// ", "/*", "*/", "`", "é", "\u0000"];
+    for (let i = 0; i < 300; i++) {
+      const at = rand(text.length + 1);
+      const kind = rand(3);
+      if (kind === 0) text = text.slice(0, at) + tokens[rand(tokens.length)].replace("\\n", "\n") + text.slice(at);
+      else if (kind === 1) text = text.slice(0, at) + text.slice(Math.min(text.length, at + rand(40)));
+      else {
+        const from = rand(text.length + 1);
+        text = text.slice(0, at) + text.slice(from, from + rand(60)) + text.slice(at);
+      }
+      assert.deepEqual(analyzeFile("file:///s.flow.ts", text, { cache }), analyzeFile("file:///s.flow.ts", text), `edit ${i}`);
+    }
   });
 
   test("hostile input: empty, binary, deep nesting, huge", () => {
