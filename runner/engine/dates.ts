@@ -1,0 +1,334 @@
+/**
+ * Instance dates (SPEC §1 "Dates"): which cyctimes a run gets, and their bizdates.
+ *
+ * cyctime = a cron fire time, written in the workflow's zone with its offset
+ * (`2026-11-20T02:30:00+08:00`, the format of `zonedIso`); bizdate = that fire time's
+ * calendar date in the zone, minus one day (DataWorks). Pure: no clock. Errors are thrown
+ * as `Error`s whose message a person can act on.
+ *
+ * Speed: cron-parser with a `tz` costs 0.2–0.7 ms per fire time (it converts through the
+ * zone at every step), and `zonedIso` builds a formatter per call (0.1 ms), so a
+ * three-year daily backfill would take about a second. Instead the schedule is iterated
+ * on wall-clock time (cron-parser in UTC, several times faster) and each wall time is
+ * turned into an instant with the zone's offset, which is constant away from offset
+ * transitions. Within two days of a transition the zone-aware cron-parser decides, so
+ * DST gaps and overlaps behave exactly as cron-parser (and the hover's `nextFireTimes`)
+ * say: Europe/Berlin's `30 2 * * *` fires at 03:30 on the spring-forward day, an hourly
+ * schedule fires 23 times that day and 25 times on the fall-back day.
+ */
+import { CronExpressionParser } from "cron-parser";
+import { checkCron, isTimeZone, previousDay } from "../../server/analyzer/cron";
+
+export interface InstanceTime {
+  bizdate: string;
+  cyctime: string;
+}
+
+/** More instances than this in one run is almost surely a mistake (an every-minute schedule over a year). */
+export const MAX_INSTANCES = 100_000;
+
+/** A longer backfill range is a typo (a year 2206 for 2026), and would be slow to scan. */
+export const MAX_RANGE_DAYS = 36_600;
+
+const DAY_MS = 86_400_000;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** Throws unless `value` is a real calendar date written `YYYY-MM-DD`. */
+export function checkDate(label: string, value: string): void {
+  const m = DATE.exec(value);
+  if (!m) throw new Error(`${label} must be a date written YYYY-MM-DD, got \`${value}\``);
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const t = new Date(Date.UTC(y, mo - 1, d));
+  if (t.getUTCFullYear() !== y || t.getUTCMonth() !== mo - 1 || t.getUTCDate() !== d) {
+    throw new Error(`${label} ${value} is not a date`);
+  }
+}
+
+export function addDays(isoDate: string, days: number): string {
+  return new Date(Date.parse(`${isoDate}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
+}
+
+/** One formatter per zone (undefined: the machine's zone), built once. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** The zone's wall-clock time at instant `t`, read as if it were UTC (ms, whole seconds). */
+function wallClock(t: number, timezone: string | undefined): number {
+  const key = timezone ?? "";
+  let f = formatters.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone: timezone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    formatters.set(key, f);
+  }
+  const p: Record<string, number> = {};
+  for (const part of f.formatToParts(new Date(t))) if (part.type !== "literal") p[part.type] = Number(part.value);
+  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+}
+
+/** The zone's offset from UTC at instant `t`, in ms (whole seconds; t's milliseconds ignored). */
+function offsetAt(t: number, timezone: string | undefined): number {
+  const whole = Math.floor(t / 1000) * 1000;
+  return wallClock(whole, timezone) - whole;
+}
+
+/** The calendar date `YYYY-MM-DD` of an instant in the zone. */
+export function zonedDate(t: number, timezone: string | undefined): string {
+  return new Date(wallClock(t, timezone)).toISOString().slice(0, 10);
+}
+
+/** An instant as the zone writes it: what `zonedIso` returns, from the wall time and offset already known. */
+function formatCyctime(wall: number, offsetMs: number): string {
+  const offsetMin = Math.round(offsetMs / 60_000);
+  const abs = Math.abs(offsetMin);
+  const sign = offsetMin < 0 ? "-" : "+";
+  return `${new Date(wall).toISOString().slice(0, 19)}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+function instanceAt(t: number, timezone: string | undefined): InstanceTime {
+  const wall = wallClock(t, timezone);
+  return { bizdate: previousDay(new Date(wall).toISOString().slice(0, 10)), cyctime: formatCyctime(wall, wall - Math.floor(t / 1000) * 1000) };
+}
+
+/**
+ * The first instant whose date in the zone is `isoDate`: 00:00 there, or the end of the
+ * DST gap on days where midnight does not exist (America/Santiago in September).
+ */
+export function startOfDay(isoDate: string, timezone: string | undefined): number {
+  const utcMidnight = Date.parse(`${isoDate}T00:00:00Z`);
+  // Usually midnight exists: subtract the zone's offset (read twice, the second time near the answer).
+  let guess = utcMidnight - offsetAt(utcMidnight, timezone);
+  guess = utcMidnight - offsetAt(guess, timezone);
+  if (zonedDate(guess, timezone) === isoDate && zonedDate(guess - 1000, timezone) < isoDate) return guess;
+  // Otherwise search: offsets are within ±14 h, so the answer lies within 18 h of the
+  // date's UTC midnight; zone transitions fall on whole seconds.
+  let lo = (utcMidnight - 18 * 3_600_000) / 1000; // its date is before isoDate
+  let hi = (utcMidnight + 18 * 3_600_000) / 1000; // its date is isoDate or later
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (zonedDate(mid * 1000, timezone) >= isoDate) hi = mid;
+    else lo = mid;
+  }
+  return hi * 1000;
+}
+
+/**
+ * Instants in [start, end) where the zone's offset changes, found by sampling the offset
+ * weekly and bisecting where it differs. Two transitions within one week whose effects
+ * cancel out would be missed; no zone in the tz database has such a pair.
+ */
+function offsetTransitions(start: number, end: number, timezone: string | undefined): number[] {
+  const out: number[] = [];
+  const step = 7 * DAY_MS;
+  let a = start;
+  let offA = offsetAt(a, timezone);
+  while (a < end) {
+    const b = Math.min(a + step, end);
+    const offB = offsetAt(b, timezone);
+    if (offB !== offA) {
+      let lo = Math.floor(a / 1000); // offset offA
+      let hi = Math.ceil(b / 1000); // offset differs
+      while (hi - lo > 1) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (offsetAt(mid * 1000, timezone) === offA) lo = mid;
+        else hi = mid;
+      }
+      out.push(hi * 1000);
+    }
+    a = b;
+    offA = offB;
+  }
+  return out;
+}
+
+/**
+ * Iterates a cron expression in [start, end) (ms), at most `limit + 1` results.
+ * `complete` is false when cron-parser gave up early (its loop limit), which cron-parser 5
+ * does on some half-hour DST changes (Australia/Lord_Howe), or for an expression that
+ * never fires (`0 0 30 2 *`).
+ */
+function iterate(
+  schedule: string,
+  tz: string | undefined,
+  start: number,
+  end: number,
+  limit: number,
+): { times: number[]; complete: boolean } {
+  // next() is strictly after currentDate; fire times are whole seconds.
+  const it = CronExpressionParser.parse(schedule, { tz, currentDate: new Date(start - 1000), endDate: new Date(end) });
+  const times: number[] = [];
+  while (times.length <= limit) {
+    let t: number;
+    try {
+      t = it.next().getTime();
+    } catch (e) {
+      if (e instanceof Error && /time span/i.test(e.message)) break;
+      if (e instanceof Error && /loop limit/i.test(e.message)) return { times, complete: false };
+      throw e;
+    }
+    if (t >= end) break;
+    if (t >= start) times.push(t);
+  }
+  return { times, complete: true };
+}
+
+/**
+ * Fallback where cron-parser's zone handling gave up, in [start, end): each wall-clock fire
+ * time at its first instant in the zone; wall times inside a DST gap are skipped.
+ */
+function wallFires(schedule: string, timezone: string | undefined, start: number, end: number, limit: number): number[] {
+  const offsets = [...new Set([offsetAt(start, timezone), offsetAt(end, timezone)])];
+  const minOffset = Math.min(...offsets);
+  const maxOffset = Math.max(...offsets);
+  const { times: walls } = iterate(schedule, "UTC", start + minOffset, end + maxOffset, limit);
+  const out: number[] = [];
+  for (const wall of walls) {
+    const candidates = offsets.map((o) => wall - o).filter((t) => t >= start && t < end && wallClock(t, timezone) === wall);
+    if (candidates.length > 0) out.push(Math.min(...candidates));
+  }
+  return out;
+}
+
+/**
+ * Fire times (ascending instants) whose date in the zone is in [firstDay, lastDay]; at most
+ * `limit + 1` of them (more than `limit` means "too many").
+ */
+function fireTimes(schedule: string, timezone: string | undefined, firstDay: string, lastDay: string, limit: number): number[] {
+  const start = startOfDay(firstDay, timezone);
+  const end = startOfDay(addDays(lastDay, 1), timezone);
+  // Windows of two days either side of each transition: cron-parser's own zone handling decides there.
+  const windows = offsetTransitions(start - 2 * DAY_MS, end + 2 * DAY_MS, timezone).map((x) => [
+    Math.max(start, x - 2 * DAY_MS),
+    Math.min(end, x + 2 * DAY_MS),
+  ]);
+  const merged: number[][] = [];
+  for (const w of windows) {
+    const last = merged[merged.length - 1];
+    if (last && w[0] <= last[1]) last[1] = Math.max(last[1], w[1]);
+    else if (w[0] < w[1]) merged.push(w);
+  }
+  const inWindow = (t: number) => merged.some(([a, b]) => t >= a && t < b);
+
+  const out: number[] = [];
+  for (const [a, b] of merged) {
+    const { times, complete } = iterate(schedule, timezone, a, b, limit);
+    out.push(...times);
+    if (!complete) {
+      const resume = times.length > 0 ? times[times.length - 1] + 1000 : a;
+      out.push(...wallFires(schedule, timezone, resume, b, limit));
+    }
+  }
+  // Wall-clock iteration elsewhere: a wall time w is the instant w - offset, with the
+  // offset read 14 h or less from that instant, hence (outside the windows) equal to it.
+  const wallStart = Date.parse(`${firstDay}T00:00:00Z`);
+  const wallEnd = Date.parse(`${addDays(lastDay, 1)}T00:00:00Z`);
+  const it = CronExpressionParser.parse(schedule, { tz: "UTC", currentDate: new Date(wallStart - 1000), endDate: new Date(wallEnd) });
+  // (UTC has no DST, so cron-parser's loop limit here means the expression never fires.)
+  let lastOffset: number | undefined;
+  let lastOffsetAt = Number.NEGATIVE_INFINITY;
+  while (out.length <= limit) {
+    let wall: number;
+    try {
+      wall = it.next().getTime();
+    } catch (e) {
+      if (e instanceof Error && /time span|loop limit/i.test(e.message)) break;
+      throw e;
+    }
+    if (wall >= wallEnd) break;
+    // The offset is constant between windows: re-read it at most once a day of wall time.
+    if (lastOffset === undefined || wall - lastOffsetAt >= DAY_MS || inWindow(wall - lastOffset)) {
+      lastOffset = offsetAt(wall - offsetAt(wall, timezone), timezone);
+      lastOffsetAt = wall;
+    }
+    const t = wall - lastOffset;
+    if (t >= start && t < end && !inWindow(t)) out.push(t);
+  }
+  return out.sort((x, y) => x - y);
+}
+
+function checkZone(timezone: string | undefined): void {
+  if (timezone !== undefined && !isTimeZone(timezone)) {
+    throw new Error(`timezone \`${timezone}\` is not an IANA time zone (such as \`Asia/Shanghai\`)`);
+  }
+}
+
+function checkSchedule(schedule: string, timezone: string | undefined): void {
+  const problem = checkCron(schedule, timezone);
+  if (problem !== undefined) throw new Error(`schedule \`${schedule}\` is not a valid cron expression: ${problem}`);
+}
+
+/**
+ * The instances of a backfill over bizdates [from, to], ascending by cyctime: one per fire
+ * time whose bizdate is in range, i.e. that fires on a zone date in [from+1, to+1] (a
+ * weekly schedule over two weeks gives 2; an hourly one 24 per day, 23 or 25 on DST change
+ * days). Unscheduled: one per bizdate, cyctime 00:00 of bizdate+1 in the zone (the first
+ * instant of that day where midnight does not exist).
+ */
+export function instanceTimes(
+  schedule: string | undefined,
+  timezone: string | undefined,
+  from: string,
+  to: string,
+): InstanceTime[] {
+  checkDate("from", from);
+  checkDate("to", to);
+  if (from > to) throw new Error(`from is after to: from ${from}, to ${to}`);
+  const days = (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS + 1;
+  if (days > MAX_RANGE_DAYS) throw new Error(`from ${from} to ${to} spans ${days} days; a backfill spans at most ${MAX_RANGE_DAYS}`);
+  checkZone(timezone);
+  const tooMany = (about: string) =>
+    new Error(
+      `the backfill from ${from} to ${to} would create ${about} ${MAX_INSTANCES} workflow instances` +
+        (schedule === undefined ? "" : ` with schedule \`${schedule}\``) +
+        "; choose a shorter range",
+    );
+  if (schedule === undefined) {
+    if (days > MAX_INSTANCES) throw tooMany("more than");
+    const out: InstanceTime[] = [];
+    for (let bizdate = from; bizdate <= to; bizdate = addDays(bizdate, 1)) {
+      out.push(instanceAt(startOfDay(addDays(bizdate, 1), timezone), timezone));
+    }
+    return out;
+  }
+  checkSchedule(schedule, timezone);
+  // Fail fast on an obvious overflow (every minute for a year) instead of iterating to the cap.
+  const sampleDays = Math.min(days, 7);
+  const sample = fireTimes(schedule, timezone, addDays(from, 1), addDays(from, sampleDays), MAX_INSTANCES).length;
+  if ((sample / sampleDays) * days > 2 * MAX_INSTANCES) throw tooMany(`about ${Math.round((sample / sampleDays) * days)}, more than`);
+  const fires = fireTimes(schedule, timezone, addDays(from, 1), addDays(to, 1), MAX_INSTANCES);
+  if (fires.length > MAX_INSTANCES) throw tooMany("more than");
+  return fires.map((t) => instanceAt(t, timezone));
+}
+
+/**
+ * The instance of a test run for `bizdate` D: the first fire time on D+1 in the zone,
+ * 00:00 of D+1 when unscheduled. When the schedule does not fire on D+1 (a weekly or
+ * monthly one), the bizdate the person chose still wins: the instance takes the
+ * schedule's time of day on D+1 (its day-of-month, month and day-of-week fields read
+ * as `*`), as DataWorks' smoke test does.
+ */
+export function testInstanceTime(
+  schedule: string | undefined,
+  timezone: string | undefined,
+  bizdate: string,
+): InstanceTime {
+  checkDate("bizdate", bizdate);
+  checkZone(timezone);
+  const day = addDays(bizdate, 1);
+  if (schedule === undefined) return instanceAt(startOfDay(day, timezone), timezone);
+  checkSchedule(schedule, timezone);
+  const start = startOfDay(day, timezone);
+  const [first] = fireTimes(schedule, timezone, day, day, 1);
+  if (first !== undefined) return instanceAt(first, timezone);
+  const fields = schedule.trim().split(/\s+/);
+  const daily = [...fields.slice(0, fields.length === 6 ? 3 : 2), "*", "*", "*"].join(" ");
+  const [sameTime] = checkCron(daily, timezone) === undefined ? fireTimes(daily, timezone, day, day, 1) : [];
+  return instanceAt(sameTime ?? start, timezone);
+}

@@ -1,0 +1,1203 @@
+/**
+ * The runner's engine: runs, workflow instances and task instances as an event-sourced
+ * state machine (SPEC §3). Pure: no I/O, no timers, no clock (`now` is always passed in).
+ *
+ * - State changes only in `apply(record)`. Decisions (`createRun`, `onAttemptExit`,
+ *   `tick`, `recover`, the operations) compute records, apply each at once (later steps
+ *   of the same decision see its effect), and return them with the effects for the
+ *   executor. `Engine.replay(records)` therefore rebuilds the same state.
+ * - The caller persists a decision's records before it performs the effects; if the
+ *   runner dies in between, the journal shows attempts as running whose processes may
+ *   never have started, and `recover` ends them.
+ *
+ * Scheduling, in the terms of `protocol/runner.ts`:
+ * - A run holds at most `parallelism` workflow instances `active`; `queued` ones are
+ *   activated in the run's order (by cyctime, asc or desc) as slots free up.
+ * - An active instance starts `waiting` tasks, first come first served, while fewer than
+ *   `concurrency` of its tasks run. A task is promoted `not_run → waiting` once every
+ *   upstream in the selection (and every task in its `after` list) is `success`.
+ * - An instance is `finished` when none of its tasks is waiting or running: then nothing
+ *   can progress without an operator, so it gives its slot to the next instance (a paused
+ *   or failed task does not hold a backfill up). An operation that gives a finished
+ *   instance something to do queues it again, behind the slot limit like everyone else.
+ * - A killed attempt frees its concurrency slot at once, before its process is gone:
+ *   the task is `killed` from the moment of the operation, and the exit report that
+ *   follows only completes the attempt's record.
+ * - A pending retry is `waiting` with `retryAt` (not `failed`): nothing needs a person yet,
+ *   and the instance keeps its slot until the retry has run.
+ */
+import type { WorkflowModel } from "../../protocol/model";
+import type {
+  AttemptExit,
+  CreateRunResult,
+  Decision,
+  Effect,
+  EngineRecord,
+  EngineSnapshot,
+  HistoryCause,
+  InstanceState,
+  OperationResult,
+  Run,
+  RunCreatedRecord,
+  RunScope,
+  RunSpec,
+  RunState,
+  RunSummary,
+  RunTask,
+  TaskInstance,
+  TaskRef,
+  TaskState,
+  WorkflowInstance,
+} from "../../protocol/runner";
+import { TASK_STATES } from "../../protocol/runner";
+import { formatDuration } from "../../server/analyzer/durations";
+import { previousDay } from "../../server/analyzer/cron";
+import { instanceTimes, testInstanceTime, zonedDate, type InstanceTime } from "./dates";
+
+/**
+ * Max running tasks per workflow instance when the workflow sets no `concurrency`.
+ * Unlimited would start every independent task of a wide DAG at once on a laptop
+ * (times `parallelism`); Airflow's per-DAG default is 16, a local runner wants less.
+ */
+export const DEFAULT_CONCURRENCY = 8;
+
+export const RECOVERY_ERROR = "runner restarted while the attempt was running";
+export const RECOVERY_KILLED_ERROR = "runner restarted before the killed attempt's exit was reported";
+
+/** Derived, per run; rebuilt by `apply` alone, never serialized. */
+interface RunIndex {
+  run: Run;
+  defs: Map<string, RunTask>;
+  /** Direct downstream task ids within the selection. */
+  downstream: Map<string, string[]>;
+  /** Same order as `run.instances`; an instance's position is its priority. */
+  instances: InstanceIndex[];
+  /** Number of instances in state `active` / `queued`. */
+  active: number;
+  queued: number;
+  /** Positions of queued instances; may hold stale entries (see `peekQueued`). */
+  queue: MinHeap;
+  /** Task instances per state, over the whole run. */
+  counts: Record<TaskState, number>;
+  /** Instances per bizdate: when above 1 (hourly), messages add the cyctime. */
+  perBizdate: Map<string, number>;
+}
+
+/** Derived, per workflow instance. */
+interface InstanceIndex {
+  run: RunIndex;
+  inst: WorkflowInstance;
+  position: number;
+  tasks: Map<string, TaskInstance>;
+  /** Exactly the task instances in state `waiting`, in the order they got there. */
+  waiting: Set<TaskInstance>;
+  /** Number of task instances in state `running`. */
+  running: number;
+  /** Task id → the tasks whose `after` list names it (exactly). */
+  afterOf: Map<string, Set<string>>;
+  /**
+   * Task id → how many of its upstreams and `after` tasks are not `success`. A task is
+   * ready when this is 0: kept up to date on every change, so that checking readiness
+   * costs O(1) even below a wide fan-in (a task with thousands of upstreams).
+   */
+  unmet: Map<string, number>;
+}
+
+interface Timer {
+  at: number;
+  idx: InstanceIndex;
+}
+
+/** One decision under way: what it has emitted and what it has disturbed. */
+class Tx {
+  readonly records: EngineRecord[] = [];
+  readonly effects: Effect[] = [];
+  /** Instances whose tasks changed: check what can start, and whether they finished. */
+  readonly dirty = new Set<InstanceIndex>();
+  /** Runs that may have a free slot for a queued instance. */
+  readonly slots = new Set<RunIndex>();
+  /** Runs whose state must be recomputed. */
+  readonly touched = new Set<RunIndex>();
+  constructor(readonly now: number) {}
+}
+
+const RERUN_FROM: readonly TaskState[] = ["not_run", "success", "failed", "killed"];
+const KILL_FROM: readonly TaskState[] = ["waiting", "running"];
+const SET_SUCCESS_FROM: readonly TaskState[] = ["failed", "killed"];
+const PAUSE_FROM: readonly TaskState[] = ["not_run", "waiting"];
+const RESUME_FROM: readonly TaskState[] = ["paused"];
+const KILL_RUN_FROM: readonly TaskState[] = ["not_run", "waiting", "running", "paused"];
+
+export class Engine {
+  /** Every run, in creation order. The state `snapshot()` serializes. */
+  private readonly runs = new Map<string, RunIndex>();
+  private readonly instances = new Map<string, InstanceIndex>();
+  /**
+   * Pending times: a running attempt's deadline (until it timed out), or a waiting task's
+   * retry time. Bounded by the active work (running + retry-waiting tasks), so scanning it
+   * per decision is cheap.
+   */
+  private readonly timers = new Map<TaskInstance, Timer>();
+  /** Highest n of the `run-<n>` ids seen, for the next default id. */
+  private runSeq = 0;
+
+  static replay(records: Iterable<EngineRecord>): Engine {
+    const engine = new Engine();
+    for (const record of records) engine.apply(record);
+    return engine;
+  }
+
+  // ------------------------------------------------------------------------------------
+  // apply: the only place state changes
+  // ------------------------------------------------------------------------------------
+
+  /** Applies one record. Throws when the record does not fit the state (a corrupt journal). */
+  apply(record: EngineRecord): void {
+    switch (record.type) {
+      case "run.created":
+        this.applyRunCreated(record);
+        return;
+      case "run.state": {
+        const run = this.runIndex(record.runId).run;
+        expectState(`run ${run.id}`, run.state, record.from);
+        run.state = record.to;
+        if (record.to === "running") delete run.endedAt;
+        else run.endedAt = record.at;
+        return;
+      }
+      case "instance.state": {
+        const idx = this.instanceIndex(record.instanceId);
+        expectState(`instance ${idx.inst.id}`, idx.inst.state, record.from);
+        idx.inst.state = record.to;
+        const run = idx.run;
+        adjustInstanceCount(run, record.from, -1);
+        adjustInstanceCount(run, record.to, +1);
+        if (record.to === "queued") run.queue.push(idx.position);
+        return;
+      }
+      case "task.state": {
+        const idx = this.instanceIndex(record.instanceId);
+        const ti = taskOf(idx, record.task);
+        expectState(`task ${record.task} of ${idx.inst.id}`, ti.state, record.from);
+        ti.state = record.to;
+        idx.run.counts[record.from]--;
+        idx.run.counts[record.to]++;
+        if (record.from === "waiting") idx.waiting.delete(ti);
+        if (record.to === "waiting") idx.waiting.add(ti);
+        if (record.from === "running") idx.running--;
+        if (record.to === "running") idx.running++;
+        if ((record.from === "success") !== (record.to === "success")) {
+          const delta = record.to === "success" ? -1 : 1;
+          for (const d of idx.run.downstream.get(ti.task) ?? []) idx.unmet.set(d, idx.unmet.get(d)! + delta);
+          for (const d of idx.afterOf.get(ti.task) ?? []) idx.unmet.set(d, idx.unmet.get(d)! + delta);
+        }
+        // A pending retry survives pause/resume; anything else that moves the task consumes or cancels it.
+        if (record.to !== "waiting" && record.to !== "paused") delete ti.retryAt;
+        if (record.after !== undefined) setAfter(idx, ti, record.after);
+        else if (record.to !== "not_run" && record.to !== "waiting" && record.to !== "paused") setAfter(idx, ti, []);
+        ti.history.push({
+          at: record.at,
+          from: record.from,
+          to: record.to,
+          cause: record.cause,
+          ...(record.by !== undefined ? { by: record.by } : {}),
+          ...(record.attempt !== undefined ? { attempt: record.attempt } : {}),
+        });
+        this.syncTimer(idx, ti);
+        return;
+      }
+      case "attempt.started": {
+        const idx = this.instanceIndex(record.instanceId);
+        const ti = taskOf(idx, record.task);
+        if (record.attempt !== ti.attempts.length + 1) {
+          throw new Error(
+            `journal out of order: expected attempt ${ti.attempts.length + 1} of ${record.task} on ${idx.inst.id}, got ${record.attempt}`,
+          );
+        }
+        ti.attempts.push({
+          n: record.attempt,
+          startedAt: record.at,
+          cause: record.cause,
+          retry: record.retry,
+          ...(record.deadline !== undefined ? { deadline: record.deadline } : {}),
+        });
+        this.syncTimer(idx, ti);
+        return;
+      }
+      case "attempt.timed-out": {
+        const idx = this.instanceIndex(record.instanceId);
+        const ti = taskOf(idx, record.task);
+        attemptOf(idx, ti, record.attempt).timedOutAt = record.at;
+        this.syncTimer(idx, ti);
+        return;
+      }
+      case "attempt.ended": {
+        const idx = this.instanceIndex(record.instanceId);
+        const ti = taskOf(idx, record.task);
+        const attempt = attemptOf(idx, ti, record.attempt);
+        attempt.endedAt = record.at;
+        if (record.exitCode !== undefined) attempt.exitCode = record.exitCode;
+        if (record.signal !== undefined) attempt.signal = record.signal;
+        if (record.error !== undefined) attempt.error = record.error;
+        this.syncTimer(idx, ti);
+        return;
+      }
+      case "task.retry-scheduled": {
+        const idx = this.instanceIndex(record.instanceId);
+        const ti = taskOf(idx, record.task);
+        ti.retryAt = record.retryAt;
+        this.syncTimer(idx, ti);
+        return;
+      }
+      default: {
+        const never: never = record;
+        throw new Error(`unknown record type ${JSON.stringify((never as { type?: unknown }).type)}`);
+      }
+    }
+  }
+
+  private applyRunCreated(record: RunCreatedRecord): void {
+    const def = record.run;
+    if (this.runs.has(def.id)) throw new Error(`journal has run ${def.id} created twice`);
+    const run: Run = {
+      id: def.id,
+      kind: def.kind,
+      file: def.file,
+      workflow: def.workflow,
+      spec: structuredClone(def.spec),
+      createdAt: record.at,
+      ...(def.by !== undefined ? { by: def.by } : {}),
+      parallelism: def.parallelism,
+      order: def.order,
+      concurrency: def.concurrency,
+      tasks: structuredClone(def.tasks),
+      state: "running",
+      instances: def.instances.map((i) => ({
+        id: i.id,
+        runId: def.id,
+        bizdate: i.bizdate,
+        cyctime: i.cyctime,
+        state: "queued" as InstanceState,
+        tasks: def.tasks.map((t) => ({ task: t.id, state: "not_run" as TaskState, attempts: [], history: [] })),
+      })),
+    };
+    const downstream = new Map<string, string[]>(run.tasks.map((t) => [t.id, []]));
+    for (const t of run.tasks) for (const u of t.upstream) downstream.get(u)?.push(t.id);
+    const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
+    counts.not_run = run.instances.length * run.tasks.length;
+    const index: RunIndex = {
+      run,
+      defs: new Map(run.tasks.map((t) => [t.id, t])),
+      downstream,
+      instances: [],
+      active: 0,
+      queued: run.instances.length,
+      queue: new MinHeap(),
+      counts,
+      perBizdate: new Map(),
+    };
+    run.instances.forEach((inst, position) => {
+      if (this.instances.has(inst.id)) throw new Error(`journal has instance ${inst.id} twice`);
+      const idx: InstanceIndex = {
+        run: index,
+        inst,
+        position,
+        tasks: new Map(inst.tasks.map((t) => [t.task, t])),
+        waiting: new Set(),
+        running: 0,
+        afterOf: new Map(),
+        unmet: new Map(run.tasks.map((t) => [t.id, t.upstream.length])),
+      };
+      index.instances.push(idx);
+      index.queue.push(position);
+      index.perBizdate.set(inst.bizdate, (index.perBizdate.get(inst.bizdate) ?? 0) + 1);
+      this.instances.set(inst.id, idx);
+    });
+    this.runs.set(run.id, index);
+    const seq = /^run-(\d+)$/.exec(run.id);
+    if (seq) this.runSeq = Math.max(this.runSeq, Number(seq[1]));
+  }
+
+  private syncTimer(idx: InstanceIndex, ti: TaskInstance): void {
+    let at: number | undefined;
+    if (ti.state === "waiting") at = ti.retryAt;
+    else if (ti.state === "running") {
+      const a = ti.attempts[ti.attempts.length - 1];
+      if (a && a.endedAt === undefined && a.timedOutAt === undefined) at = a.deadline;
+    }
+    if (at === undefined) this.timers.delete(ti);
+    else this.timers.set(ti, { at, idx });
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Decisions
+  // ------------------------------------------------------------------------------------
+
+  /**
+   * Creates a run of `workflow` (the analyzer's model of `spec.file`) and starts what it
+   * can. Refused (nothing recorded) when the spec does not fit the workflow.
+   */
+  createRun(spec: RunSpec, workflow: WorkflowModel, now: number, by?: string, id?: string): CreateRunResult {
+    let def: RunCreatedRecord["run"];
+    try {
+      def = this.planRun(spec, workflow, now, by, id);
+    } catch (e) {
+      return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+    }
+    const tx = new Tx(now);
+    this.emit(tx, { type: "run.created", at: now, run: def });
+    const run = this.runIndex(def.id);
+    tx.slots.add(run);
+    tx.touched.add(run);
+    return { ok: true, runId: def.id, ...this.settle(tx) };
+  }
+
+  /** Validates the spec against the workflow; throws with a reason a person can act on. */
+  private planRun(
+    spec: RunSpec,
+    workflow: WorkflowModel,
+    now: number,
+    by: string | undefined,
+    id: string | undefined,
+  ): RunCreatedRecord["run"] {
+    if (spec.kind !== "test" && spec.kind !== "backfill") {
+      throw new Error(`Expected \`kind\` to be test or backfill, got \`${String(spec.kind)}\``);
+    }
+    if (spec.workflow !== workflow.id) {
+      throw new Error(`the run asks for workflow \`${spec.workflow}\`, but ${spec.file} defines \`${workflow.id}\``);
+    }
+    const parallelism = spec.parallelism ?? 1;
+    if (!Number.isInteger(parallelism) || parallelism < 1) {
+      throw new Error(`Expected \`parallelism\` to be an integer from 1 and up, got \`${parallelism}\``);
+    }
+    const order = spec.order ?? "asc";
+    if (order !== "asc" && order !== "desc") throw new Error(`Expected \`order\` to be asc or desc, got \`${String(order)}\``);
+    const concurrency = workflow.concurrency ?? DEFAULT_CONCURRENCY;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new Error(`Expected workflow \`${workflow.id}\`'s \`concurrency\` to be an integer from 1 and up, got \`${concurrency}\``);
+    }
+    const runId = id ?? `run-${this.runSeq + 1}`;
+    if (this.runs.has(runId)) throw new Error(`a run with id \`${runId}\` exists already`);
+
+    const byId = new Map<string, WorkflowModel["tasks"][number]>();
+    for (const t of workflow.tasks) {
+      if (byId.has(t.id)) throw new Error(`workflow \`${workflow.id}\` has two tasks with id \`${t.id}\`; fix the duplicate-task error first`);
+      byId.set(t.id, t);
+    }
+    // Same-workflow upstream edges between tasks that exist (unknown ones are the analyzer's errors).
+    const upstreamOf = (t: WorkflowModel["tasks"][number]) =>
+      t.upstream.filter((u) => (u.workflow === undefined || u.workflow === workflow.id) && byId.has(u.task)).map((u) => u.task);
+
+    let selected: Set<string>;
+    if (spec.tasks === undefined) selected = new Set(byId.keys());
+    else {
+      const unknown = spec.tasks.filter((t) => !byId.has(t));
+      if (unknown.length > 0) {
+        throw new Error(
+          `workflow \`${workflow.id}\` has no task${unknown.length > 1 ? "s" : ""} ${unknown.map((t) => `\`${t}\``).join(", ")}; ` +
+            `it has ${[...byId.keys()].map((t) => `\`${t}\``).join(", ") || "no tasks"}`,
+        );
+      }
+      selected = new Set(spec.tasks);
+      if (spec.downstream) {
+        const downstream = new Map<string, string[]>();
+        for (const t of workflow.tasks) {
+          for (const u of upstreamOf(t)) downstream.set(u, [...(downstream.get(u) ?? []), t.id]);
+        }
+        const stack = [...selected];
+        while (stack.length > 0) {
+          for (const d of downstream.get(stack.pop()!) ?? []) {
+            if (!selected.has(d)) {
+              selected.add(d);
+              stack.push(d);
+            }
+          }
+        }
+      }
+    }
+    if (selected.size === 0) throw new Error(`the run selects no task; workflow \`${workflow.id}\` has ${byId.size} task${byId.size === 1 ? "" : "s"}`);
+
+    // Dependency order (Kahn), stable in workflow order; leftovers are a cycle.
+    const tasks: RunTask[] = [];
+    const upstream = new Map<string, string[]>();
+    for (const t of workflow.tasks) if (selected.has(t.id)) upstream.set(t.id, [...new Set(upstreamOf(t).filter((u) => selected.has(u)))]);
+    const placed = new Set<string>();
+    let progress = true;
+    while (progress && placed.size < selected.size) {
+      progress = false;
+      for (const t of workflow.tasks) {
+        if (!selected.has(t.id) || placed.has(t.id)) continue;
+        const ups = upstream.get(t.id)!;
+        if (!ups.every((u) => placed.has(u))) continue;
+        placed.add(t.id);
+        progress = true;
+        tasks.push({
+          id: t.id,
+          kind: t.kind,
+          ...(t.command !== undefined ? { command: t.command } : {}),
+          upstream: ups,
+          retries: t.retries ?? 0,
+          retryDelayMs: t.retryDelayMs ?? 0,
+          ...(t.timeoutMs !== undefined ? { timeoutMs: t.timeoutMs } : {}),
+          params: { ...(workflow.params ?? {}), ...(t.params ?? {}) },
+        });
+      }
+    }
+    if (placed.size < selected.size) {
+      const stuck = [...selected].filter((t) => !placed.has(t));
+      throw new Error(`tasks ${stuck.map((t) => `\`${t}\``).join(", ")} are in or behind a dependency cycle; fix the cycle error first`);
+    }
+
+    let times: InstanceTime[];
+    if (spec.kind === "test") {
+      if (spec.from !== undefined || spec.to !== undefined) throw new Error("a test run takes `bizdate`, not `from`/`to`");
+      const bizdate = spec.bizdate ?? previousDay(zonedDate(now, workflow.timezone));
+      times = [testInstanceTime(workflow.schedule, workflow.timezone, bizdate)];
+    } else {
+      if (spec.bizdate !== undefined) throw new Error("a backfill takes `from` and `to`, not `bizdate`");
+      if (spec.from === undefined || spec.to === undefined) {
+        throw new Error(`a backfill needs both \`from\` and \`to\`, got ${spec.from === undefined ? "no from" : `from ${spec.from}`} and ${spec.to === undefined ? "no to" : `to ${spec.to}`}`);
+      }
+      times = instanceTimes(workflow.schedule, workflow.timezone, spec.from, spec.to);
+      if (times.length === 0) {
+        throw new Error(`schedule \`${workflow.schedule}\` fires for no bizdate from ${spec.from} to ${spec.to}`);
+      }
+    }
+    if (order === "desc") times.reverse();
+    return {
+      id: runId,
+      kind: spec.kind,
+      file: spec.file,
+      workflow: workflow.id,
+      // Through JSON, as the journal will store it: no `undefined` members to tell live and replayed state apart.
+      spec: JSON.parse(JSON.stringify(spec)) as RunSpec,
+      ...(by !== undefined ? { by } : {}),
+      parallelism,
+      order,
+      concurrency,
+      tasks,
+      instances: times.map((t) => ({ id: `${runId}@${t.cyctime.replace(/[-:]/g, "")}`, bizdate: t.bizdate, cyctime: t.cyctime })),
+    };
+  }
+
+  /**
+   * The executor saw attempt `attempt` of `task` end. Reports for an attempt that has
+   * ended already (recovered, or reported twice) change nothing. A report for an open
+   * attempt that is no longer current or no longer running (the task was killed, or
+   * rerun since) records how it ended and leaves the task's state alone.
+   */
+  onAttemptExit(instanceId: string, task: string, attempt: number, exit: AttemptExit, now: number): OperationResult {
+    const found = this.resolve({ instanceId, task });
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const a = ti.attempts[attempt - 1];
+    if (a === undefined) {
+      return { ok: false, reason: `${this.describe(idx, task)} has no attempt ${attempt}; it has ${ti.attempts.length}` };
+    }
+    if (a.endedAt !== undefined) return { ok: true, ...this.settle(new Tx(now)) };
+    const tx = new Tx(now);
+    const def = idx.run.defs.get(task)!;
+    const timedOut = a.timedOutAt !== undefined;
+    const error = timedOut ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}` : exit.error;
+    this.emit(tx, {
+      type: "attempt.ended",
+      at: now,
+      runId: idx.run.run.id,
+      instanceId,
+      task,
+      attempt,
+      ...(exit.exitCode !== undefined ? { exitCode: exit.exitCode } : {}),
+      ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
+      ...(error !== undefined ? { error } : {}),
+    });
+    if (attempt === ti.attempts.length && ti.state === "running") {
+      const succeeded = !timedOut && exit.error === undefined && exit.signal === undefined && exit.exitCode === 0;
+      if (succeeded) this.succeed(tx, idx, ti, "scheduler", undefined, attempt);
+      else this.fail(tx, idx, ti, timedOut ? "timeout" : undefined);
+    }
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /**
+   * Call when a `wake` time has come (any call is safe): kills attempts past their
+   * deadline (the exit report then fails them) and starts retries that fell due.
+   */
+  tick(now: number): Decision {
+    const tx = new Tx(now);
+    for (const [ti, timer] of this.timers) {
+      if (timer.at > now) continue;
+      if (ti.state === "running") {
+        const idx = timer.idx;
+        const attempt = ti.attempts.length;
+        const base = { runId: idx.run.run.id, instanceId: idx.inst.id, task: ti.task, attempt };
+        this.emit(tx, { type: "attempt.timed-out", at: now, ...base });
+        tx.effects.push({ type: "kill", ...base, reason: "timeout" });
+      } else {
+        tx.dirty.add(timer.idx);
+      }
+    }
+    return this.settle(tx);
+  }
+
+  /**
+   * After a restart (the journal replayed): every attempt recorded as running has no
+   * process any more, so it fails with `RECOVERY_ERROR` (cause `recovery`; retries
+   * apply), and killed attempts whose exit was never reported are closed. Then the
+   * scheduler carries on. Scans every task instance, once per restart.
+   *
+   * An executor able to re-adopt live processes (it kept their pids) may skip `recover`
+   * for those attempts and report their exits later through `onAttemptExit` instead.
+   */
+  recover(now: number): Decision {
+    const tx = new Tx(now);
+    for (const run of this.runs.values()) {
+      for (const idx of run.instances) {
+        for (const ti of idx.inst.tasks) {
+          const a = ti.attempts[ti.attempts.length - 1];
+          if (a === undefined || a.endedAt !== undefined) continue;
+          const running = ti.state === "running";
+          this.emit(tx, {
+            type: "attempt.ended",
+            at: now,
+            runId: run.run.id,
+            instanceId: idx.inst.id,
+            task: ti.task,
+            attempt: a.n,
+            error: running ? RECOVERY_ERROR : RECOVERY_KILLED_ERROR,
+          });
+          if (running) this.fail(tx, idx, ti, "recovery");
+        }
+        if (idx.inst.state === "active") tx.dirty.add(idx);
+      }
+      if (run.run.state === "running") tx.slots.add(run);
+    }
+    return this.settle(tx);
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Operations: each checks its precondition and is refused with the reason otherwise.
+  // ------------------------------------------------------------------------------------
+
+  /** waiting, running → killed. A running attempt gets a `kill` effect; its later exit report does not change `killed`. */
+  kill(ref: TaskRef, now: number, by?: string): OperationResult {
+    const found = this.resolveIn(ref, "kill", KILL_FROM);
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const tx = new Tx(now);
+    const wasRunning = ti.state === "running";
+    const attempt = wasRunning ? ti.attempts.length : undefined;
+    this.transition(tx, idx, ti, "killed", "operator", by, attempt);
+    if (attempt !== undefined) tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
+    tx.dirty.add(idx);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /**
+   * not_run, success, failed, killed → waiting: the task runs again (a new attempt, with
+   * a fresh retry budget) as soon as its instance has a slot, whatever its upstreams'
+   * states: the operator asked for this task. On success its not_run downstream proceeds.
+   */
+  rerun(ref: TaskRef, now: number, by?: string): OperationResult {
+    const found = this.resolveIn(ref, "rerun", RERUN_FROM);
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const tx = new Tx(now);
+    this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
+    tx.dirty.add(idx);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /** failed, killed → success; not_run downstream proceeds. */
+  setSuccess(ref: TaskRef, now: number, by?: string): OperationResult {
+    const found = this.resolveIn(ref, "set success", SET_SUCCESS_FROM);
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const tx = new Tx(now);
+    this.succeed(tx, idx, ti, "operator", by, undefined);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /** not_run, waiting → paused: not started until resumed; its downstream waits. */
+  pause(ref: TaskRef, now: number, by?: string): OperationResult {
+    const found = this.resolveIn(ref, "pause", PAUSE_FROM);
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const tx = new Tx(now);
+    this.transition(tx, idx, ti, "paused", "operator", by);
+    tx.dirty.add(idx);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /**
+   * paused → waiting when it can start (its upstreams succeeded, or a retry was pending
+   * when it was paused), else → not_run.
+   */
+  resume(ref: TaskRef, now: number, by?: string): OperationResult {
+    const found = this.resolveIn(ref, "resume", RESUME_FROM);
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const tx = new Tx(now);
+    const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && this.isReady(idx, ti));
+    this.transition(tx, idx, ti, ready ? "waiting" : "not_run", "operator", by);
+    tx.dirty.add(idx);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /**
+   * The task reruns (as `rerun`), and each chosen downstream task (ids, or `"all"` of its
+   * transitive downstream) gets a new attempt after the rerun tasks it depends on,
+   * directly or through tasks that are not rerun, have succeeded.
+   */
+  rerunDownstream(ref: TaskRef, downstream: readonly string[] | "all", now: number, by?: string): OperationResult {
+    const found = this.resolve(ref);
+    if (!found.ok) return found;
+    const { idx, ti } = found;
+    const run = idx.run;
+    const below = new Set<string>();
+    const stack = [ti.task];
+    while (stack.length > 0) {
+      for (const d of run.downstream.get(stack.pop()!) ?? []) {
+        if (!below.has(d)) {
+          below.add(d);
+          stack.push(d);
+        }
+      }
+    }
+    let chosen: string[];
+    if (downstream === "all") chosen = run.run.tasks.map((t) => t.id).filter((t) => below.has(t));
+    else {
+      const problems: string[] = [];
+      for (const d of downstream) {
+        if (!run.defs.has(d)) problems.push(`\`${d}\` is not a task of run ${run.run.id}`);
+        else if (!below.has(d)) problems.push(`\`${d}\` is not downstream of \`${ti.task}\``);
+      }
+      if (problems.length > 0) return { ok: false, reason: `rerun downstream: ${problems.join("; ")}` };
+      chosen = [...new Set(downstream)].filter((d) => d !== ti.task);
+    }
+    const set = new Set([ti.task, ...chosen]);
+    const wrong = [...set].map((t) => idx.tasks.get(t)!).filter((t) => !RERUN_FROM.includes(t.state));
+    if (wrong.length > 0) {
+      return {
+        ok: false,
+        reason:
+          `rerun downstream needs every chosen task in state ${orList(RERUN_FROM)}; on ${this.describeInstance(idx)} ` +
+          wrong.map((t) => `\`${t.task}\` is ${t.state}`).join(", "),
+      };
+    }
+    const tx = new Tx(now);
+    this.resetInOrder(tx, idx, set, ti.task, by);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /**
+   * Kill run (a run, or one of its workflow instances): every task that has not ended is
+   * killed: waiting and running ones as `kill` does, and also not_run and paused ones, so
+   * that queued instances never start and the run ends. `rerunFailed` afterwards brings
+   * all of it back, in dependency order.
+   */
+  killRun(scope: RunScope, now: number, by?: string): OperationResult {
+    const found = this.resolveScope(scope);
+    if (!found.ok) return found;
+    const targets = found.instances.filter((idx) => idx.inst.tasks.some((t) => KILL_RUN_FROM.includes(t.state)));
+    if (targets.length === 0) {
+      return { ok: false, reason: `kill run needs a task in state ${orList(KILL_RUN_FROM)}; ${found.label} has none (run state ${found.run.run.state})` };
+    }
+    const tx = new Tx(now);
+    for (const idx of targets) {
+      for (const ti of idx.inst.tasks) {
+        if (!KILL_RUN_FROM.includes(ti.state)) continue;
+        const wasRunning = ti.state === "running";
+        const attempt = wasRunning ? ti.attempts.length : undefined;
+        this.transition(tx, idx, ti, "killed", "operator", by, attempt);
+        if (attempt !== undefined) tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
+      }
+      if (idx.inst.state === "queued") {
+        this.emit(tx, { type: "instance.state", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, from: "queued", to: "finished" });
+      }
+      tx.dirty.add(idx);
+    }
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /** Rerun failed (a run, or one instance): every failed or killed task reruns, in dependency order. */
+  rerunFailed(scope: RunScope, now: number, by?: string): OperationResult {
+    const found = this.resolveScope(scope);
+    if (!found.ok) return found;
+    const tx = new Tx(now);
+    for (const idx of found.instances) {
+      const set = new Set(idx.inst.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => t.task));
+      if (set.size > 0) this.resetInOrder(tx, idx, set, undefined, by);
+    }
+    if (tx.records.length === 0) {
+      return { ok: false, reason: `rerun failed needs a failed or killed task; ${found.label} has none (run state ${found.run.run.state})` };
+    }
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Queries: copies, so callers cannot change the engine's state behind `apply`.
+  // ------------------------------------------------------------------------------------
+
+  getRun(id: string): Run | undefined {
+    const run = this.runs.get(id);
+    return run && structuredClone(run.run);
+  }
+
+  listRuns(): RunSummary[] {
+    return [...this.runs.values()].map(({ run, counts }) => ({
+      id: run.id,
+      kind: run.kind,
+      file: run.file,
+      workflow: run.workflow,
+      state: run.state,
+      createdAt: run.createdAt,
+      ...(run.endedAt !== undefined ? { endedAt: run.endedAt } : {}),
+      ...(run.by !== undefined ? { by: run.by } : {}),
+      instances: run.instances.length,
+      counts: { ...counts },
+    }));
+  }
+
+  getInstance(instanceId: string): WorkflowInstance | undefined {
+    const idx = this.instances.get(instanceId);
+    return idx && structuredClone(idx.inst);
+  }
+
+  /** Ids of a run's instances for a bizdate (several for sub-daily schedules), in run order. */
+  findInstances(runId: string, bizdate: string): string[] {
+    return (this.runs.get(runId)?.instances ?? []).filter((i) => i.inst.bizdate === bizdate).map((i) => i.inst.id);
+  }
+
+  /** The earliest pending time after `now` (what the last decision's `wake` said). */
+  nextWake(now: number): number | undefined {
+    let next: number | undefined;
+    for (const { at } of this.timers.values()) if (at > now && (next === undefined || at < next)) next = at;
+    return next;
+  }
+
+  snapshot(): EngineSnapshot {
+    return { runs: [...this.runs.values()].map((r) => structuredClone(r.run)) };
+  }
+
+  /**
+   * Recomputes every derived index from the runs themselves and lists where the
+   * incrementally kept ones differ (empty when consistent). For tests; O(everything).
+   */
+  verifyIndexes(): string[] {
+    const problems: string[] = [];
+    const timers = new Map<TaskInstance, number>();
+    for (const run of this.runs.values()) {
+      const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
+      let active = 0;
+      let queued = 0;
+      for (const idx of run.instances) {
+        if (idx.inst.state === "active") active++;
+        if (idx.inst.state === "queued") queued++;
+        const waiting = idx.inst.tasks.filter((t) => t.state === "waiting");
+        if (waiting.length !== idx.waiting.size || waiting.some((t) => !idx.waiting.has(t))) problems.push(`${idx.inst.id}: waiting set`);
+        const running = idx.inst.tasks.filter((t) => t.state === "running").length;
+        if (running !== idx.running) problems.push(`${idx.inst.id}: running ${idx.running}, expected ${running}`);
+        for (const ti of idx.inst.tasks) {
+          counts[ti.state]++;
+          const deps = [...run.defs.get(ti.task)!.upstream, ...(ti.after ?? [])];
+          const unmet = deps.filter((u) => idx.tasks.get(u)!.state !== "success").length;
+          if (unmet !== idx.unmet.get(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: unmet ${idx.unmet.get(ti.task)}, expected ${unmet}`);
+          for (const a of ti.after ?? []) if (!idx.afterOf.get(a)?.has(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: afterOf ${a}`);
+          const last = ti.attempts[ti.attempts.length - 1];
+          if (ti.state === "waiting" && ti.retryAt !== undefined) timers.set(ti, ti.retryAt);
+          if (ti.state === "running" && last?.endedAt === undefined && last?.timedOutAt === undefined && last?.deadline !== undefined) {
+            timers.set(ti, last.deadline);
+          }
+        }
+        for (const [a, set] of idx.afterOf) {
+          for (const t of set) if (!idx.tasks.get(t)!.after?.includes(a)) problems.push(`${idx.inst.id} ${t}: stale afterOf ${a}`);
+        }
+      }
+      if (active !== run.active || queued !== run.queued) problems.push(`${run.run.id}: active/queued ${run.active}/${run.queued}, expected ${active}/${queued}`);
+      for (const s of TASK_STATES) if (counts[s] !== run.counts[s]) problems.push(`${run.run.id}: ${s} count ${run.counts[s]}, expected ${counts[s]}`);
+      if (run.run.state !== runStateOf(run)) problems.push(`${run.run.id}: state ${run.run.state}, expected ${runStateOf(run)}`);
+    }
+    if (timers.size !== this.timers.size || [...timers].some(([ti, at]) => this.timers.get(ti)?.at !== at)) problems.push("timers");
+    return problems;
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Internals
+  // ------------------------------------------------------------------------------------
+
+  private emit(tx: Tx, record: EngineRecord): void {
+    this.apply(record);
+    tx.records.push(record);
+  }
+
+  private base(idx: InstanceIndex, task: string) {
+    return { runId: idx.run.run.id, instanceId: idx.inst.id, task };
+  }
+
+  private transition(
+    tx: Tx,
+    idx: InstanceIndex,
+    ti: TaskInstance,
+    to: TaskState,
+    cause: HistoryCause,
+    by?: string,
+    attempt?: number,
+    after?: string[],
+  ): void {
+    this.emit(tx, {
+      type: "task.state",
+      at: tx.now,
+      ...this.base(idx, ti.task),
+      from: ti.state,
+      to,
+      cause,
+      ...(by !== undefined ? { by } : {}),
+      ...(attempt !== undefined ? { attempt } : {}),
+      ...(after !== undefined ? { after } : {}),
+    });
+    tx.touched.add(idx.run);
+  }
+
+  /** → success, and promote downstream that became ready. */
+  private succeed(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: HistoryCause, by: string | undefined, attempt: number | undefined): void {
+    this.transition(tx, idx, ti, "success", cause, by, attempt);
+    tx.dirty.add(idx);
+    // Outside active instances, activation (or the finished instance's requeue) promotes.
+    if (idx.inst.state !== "active") return;
+    const candidates = new Set(idx.run.downstream.get(ti.task));
+    for (const t of idx.afterOf.get(ti.task) ?? []) candidates.add(t);
+    for (const id of candidates) {
+      const d = idx.tasks.get(id)!;
+      if (d.state === "not_run" && this.isReady(idx, d)) this.transition(tx, idx, d, "waiting", "upstream");
+    }
+  }
+
+  /** The current attempt (ended already) failed: retry if the budget allows, else → failed. */
+  private fail(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: "timeout" | "recovery" | undefined): void {
+    const def = idx.run.defs.get(ti.task)!;
+    const attempt = ti.attempts[ti.attempts.length - 1];
+    if (attempt.retry < def.retries) {
+      this.transition(tx, idx, ti, "waiting", cause ?? "retry", undefined, attempt.n);
+      this.emit(tx, { type: "task.retry-scheduled", at: tx.now, ...this.base(idx, ti.task), attempt: attempt.n, retryAt: tx.now + def.retryDelayMs });
+    } else {
+      this.transition(tx, idx, ti, "failed", cause ?? "scheduler", undefined, attempt.n);
+    }
+    tx.dirty.add(idx);
+  }
+
+  /** Every upstream in the selection and every task in `after` is `success`. */
+  private isReady(idx: InstanceIndex, ti: TaskInstance): boolean {
+    return idx.unmet.get(ti.task) === 0;
+  }
+
+  /**
+   * Puts the tasks of `set` back to run in dependency order: each goes to `waiting` when
+   * nothing it waits for is rerun or unfinished, else to `not_run` with `after` naming the
+   * rerun tasks it reaches only through tasks that keep their `success` (direct upstreams
+   * need no entry: `isReady` checks them anyway). `forced` (the operator's own pick) goes
+   * to `waiting` regardless, like `rerun`.
+   */
+  private resetInOrder(tx: Tx, idx: InstanceIndex, set: Set<string>, forced: string | undefined, by: string | undefined): void {
+    const run = idx.run;
+    for (const def of run.run.tasks) {
+      if (!set.has(def.id)) continue;
+      const ti = idx.tasks.get(def.id)!;
+      if (def.id === forced) {
+        this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
+        continue;
+      }
+      const after: string[] = [];
+      const seen = new Set<string>();
+      const stack = def.upstream.filter((u) => !set.has(u) && idx.tasks.get(u)!.state === "success");
+      while (stack.length > 0) {
+        const v = stack.pop()!;
+        if (seen.has(v)) continue;
+        seen.add(v);
+        for (const u of run.defs.get(v)!.upstream) {
+          if (set.has(u)) {
+            if (!after.includes(u) && !def.upstream.includes(u)) after.push(u);
+          } else if (!seen.has(u) && idx.tasks.get(u)!.state === "success") stack.push(u);
+        }
+      }
+      const ready = after.length === 0 && def.upstream.every((u) => !set.has(u) && idx.tasks.get(u)!.state === "success");
+      const to: TaskState = ready ? "waiting" : "not_run";
+      const afterChange = after.length > 0 ? after : ti.after ? [] : undefined;
+      // A not_run task needs no record unless its `after` list changes: it runs when its upstreams do.
+      if (ti.state === to && afterChange === undefined) continue;
+      this.transition(tx, idx, ti, to, "operator", by, undefined, afterChange);
+    }
+    tx.dirty.add(idx);
+  }
+
+  /** Starts what can start, finishes and activates instances, until nothing moves; then run states and wake. */
+  private settle(tx: Tx): Decision {
+    while (tx.dirty.size > 0 || tx.slots.size > 0) {
+      for (const idx of tx.dirty) {
+        tx.dirty.delete(idx);
+        tx.touched.add(idx.run);
+        if (idx.inst.state === "active") {
+          this.startReady(tx, idx);
+          if (idx.waiting.size === 0 && idx.running === 0) {
+            this.setInstanceState(tx, idx, "finished");
+            tx.slots.add(idx.run);
+          }
+        } else if (idx.inst.state === "finished" && this.hasWork(idx)) {
+          this.setInstanceState(tx, idx, "queued");
+          tx.slots.add(idx.run);
+        }
+      }
+      for (const run of tx.slots) {
+        tx.slots.delete(run);
+        tx.touched.add(run);
+        while (run.active < run.run.parallelism) {
+          const next = this.peekQueued(run);
+          if (next === undefined) break;
+          this.activate(tx, next);
+        }
+      }
+    }
+    for (const run of tx.touched) {
+      const state = runStateOf(run);
+      if (state !== run.run.state) this.emit(tx, { type: "run.state", at: tx.now, runId: run.run.id, from: run.run.state, to: state });
+    }
+    const wake = this.nextWake(tx.now);
+    if (wake !== undefined) tx.effects.push({ type: "wake", at: wake });
+    return { records: tx.records, effects: tx.effects };
+  }
+
+  private setInstanceState(tx: Tx, idx: InstanceIndex, to: InstanceState): void {
+    this.emit(tx, { type: "instance.state", at: tx.now, runId: idx.run.run.id, instanceId: idx.inst.id, from: idx.inst.state, to });
+  }
+
+  /** The next queued instance in run order. Drops stale heap entries (left by instances that left `queued`), which changes nothing observable. */
+  private peekQueued(run: RunIndex): InstanceIndex | undefined {
+    while (run.queue.size > 0) {
+      const idx = run.instances[run.queue.peek()!];
+      if (idx.inst.state === "queued") return idx;
+      run.queue.pop();
+    }
+    return undefined;
+  }
+
+  private activate(tx: Tx, idx: InstanceIndex): void {
+    this.setInstanceState(tx, idx, "active");
+    for (const ti of idx.inst.tasks) {
+      if (ti.state !== "not_run" || !this.isReady(idx, ti)) continue;
+      // Roots start because the instance did; others (re-activated instance) because an upstream succeeded.
+      const cause = idx.run.defs.get(ti.task)!.upstream.length > 0 || ti.after ? "upstream" : "scheduler";
+      this.transition(tx, idx, ti, "waiting", cause);
+    }
+    tx.dirty.add(idx);
+  }
+
+  /** A finished instance has work again when an operation made a task waiting or ready. */
+  private hasWork(idx: InstanceIndex): boolean {
+    return idx.waiting.size > 0 || idx.inst.tasks.some((t) => t.state === "not_run" && this.isReady(idx, t));
+  }
+
+  private startReady(tx: Tx, idx: InstanceIndex): void {
+    const limit = idx.run.run.concurrency;
+    // Deleting the current element while iterating a Set is safe; `startTask` does so via apply.
+    for (const ti of idx.waiting) {
+      if (idx.running >= limit) return;
+      if (ti.retryAt !== undefined && ti.retryAt > tx.now) continue;
+      this.startTask(tx, idx, ti);
+    }
+  }
+
+  private startTask(tx: Tx, idx: InstanceIndex, ti: TaskInstance): void {
+    const def = idx.run.defs.get(ti.task)!;
+    const run = idx.run.run;
+    const isRetry = ti.retryAt !== undefined;
+    const previous = ti.attempts[ti.attempts.length - 1];
+    const attempt = ti.attempts.length + 1;
+    const deadline = def.timeoutMs !== undefined ? tx.now + def.timeoutMs : undefined;
+    this.emit(tx, {
+      type: "attempt.started",
+      at: tx.now,
+      ...this.base(idx, ti.task),
+      attempt,
+      cause: isRetry ? "retry" : "scheduler",
+      retry: isRetry && previous ? previous.retry + 1 : 0,
+      ...(deadline !== undefined ? { deadline } : {}),
+    });
+    this.transition(tx, idx, ti, "running", isRetry ? "retry" : "scheduler", undefined, attempt);
+    tx.effects.push({
+      type: "start",
+      ...this.base(idx, ti.task),
+      workflow: run.workflow,
+      file: run.file,
+      kind: def.kind,
+      ...(def.command !== undefined ? { command: def.command } : {}),
+      attempt,
+      bizdate: idx.inst.bizdate,
+      cyctime: idx.inst.cyctime,
+      params: { ...def.params },
+      ...(def.timeoutMs !== undefined ? { timeoutMs: def.timeoutMs } : {}),
+      ...(deadline !== undefined ? { deadline } : {}),
+    });
+  }
+
+  private runIndex(id: string): RunIndex {
+    const run = this.runs.get(id);
+    if (!run) throw new Error(`journal names run ${id}, which was never created`);
+    return run;
+  }
+
+  private instanceIndex(id: string): InstanceIndex {
+    const idx = this.instances.get(id);
+    if (!idx) throw new Error(`journal names workflow instance ${id}, which was never created`);
+    return idx;
+  }
+
+  private resolve(ref: TaskRef): { ok: true; idx: InstanceIndex; ti: TaskInstance } | { ok: false; reason: string } {
+    const idx = this.instances.get(ref.instanceId);
+    if (!idx) return { ok: false, reason: `no workflow instance \`${ref.instanceId}\`` };
+    const ti = idx.tasks.get(ref.task);
+    if (!ti) {
+      return {
+        ok: false,
+        reason: `run ${idx.run.run.id} did not select task \`${ref.task}\`; it has ${idx.run.run.tasks.map((t) => `\`${t.id}\``).join(", ")}`,
+      };
+    }
+    return { ok: true, idx, ti };
+  }
+
+  /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
+  private resolveIn(ref: TaskRef, operation: string, from: readonly TaskState[]) {
+    const found = this.resolve(ref);
+    if (!found.ok) return found;
+    if (!from.includes(found.ti.state)) {
+      return {
+        ok: false as const,
+        reason: `${operation} needs state ${orList(from)}; ${this.describe(found.idx, ref.task)} is ${found.ti.state}`,
+      };
+    }
+    return found;
+  }
+
+  private resolveScope(
+    scope: RunScope,
+  ): { ok: true; run: RunIndex; instances: InstanceIndex[]; label: string } | { ok: false; reason: string } {
+    const run = this.runs.get(scope.runId);
+    if (!run) return { ok: false, reason: `no run \`${scope.runId}\`` };
+    if (scope.instanceId === undefined) return { ok: true, run, instances: run.instances, label: `run ${run.run.id}` };
+    const idx = this.instances.get(scope.instanceId);
+    if (!idx || idx.run !== run) return { ok: false, reason: `run ${run.run.id} has no workflow instance \`${scope.instanceId}\`` };
+    return { ok: true, run, instances: [idx], label: `the instance on ${this.describeInstance(idx)}` };
+  }
+
+  private describeInstance(idx: InstanceIndex): string {
+    const several = (idx.run.perBizdate.get(idx.inst.bizdate) ?? 0) > 1;
+    return several ? `${idx.inst.bizdate} (cyctime ${idx.inst.cyctime})` : idx.inst.bizdate;
+  }
+
+  private describe(idx: InstanceIndex, task: string): string {
+    return `\`${task}\` on ${this.describeInstance(idx)}`;
+  }
+}
+
+/** Replaces a task's `after` list, keeping `afterOf` and `unmet` exact. */
+function setAfter(idx: InstanceIndex, ti: TaskInstance, after: readonly string[]): void {
+  const unmetOf = (task: string) => (idx.tasks.get(task)!.state === "success" ? 0 : 1);
+  let unmet = idx.unmet.get(ti.task)!;
+  for (const a of ti.after ?? []) {
+    idx.afterOf.get(a)?.delete(ti.task);
+    unmet -= unmetOf(a);
+  }
+  if (after.length > 0) {
+    ti.after = [...after];
+    for (const a of after) {
+      let set = idx.afterOf.get(a);
+      if (!set) idx.afterOf.set(a, (set = new Set()));
+      set.add(ti.task);
+      unmet += unmetOf(a);
+    }
+  } else delete ti.after;
+  idx.unmet.set(ti.task, unmet);
+}
+
+function runStateOf(run: RunIndex): RunState {
+  if (run.active + run.queued > 0) return "running";
+  const c = run.counts;
+  if (c.success === run.run.instances.length * run.run.tasks.length) return "success";
+  if (c.failed > 0) return "failed";
+  if (c.killed > 0) return "killed";
+  if (c.paused > 0) return "paused";
+  // Unreachable while instances finish only when nothing can progress: a not_run task
+  // left over is downstream of a failed, killed or paused one.
+  return "failed";
+}
+
+function adjustInstanceCount(run: RunIndex, state: InstanceState, delta: number): void {
+  if (state === "active") run.active += delta;
+  else if (state === "queued") run.queued += delta;
+}
+
+function expectState(what: string, actual: string, expected: string): void {
+  if (actual !== expected) throw new Error(`journal out of order: expected ${what} in state ${expected}, got ${actual}`);
+}
+
+function taskOf(idx: InstanceIndex, task: string): TaskInstance {
+  const ti = idx.tasks.get(task);
+  if (!ti) throw new Error(`journal names task ${task} of ${idx.inst.id}, which its run did not select`);
+  return ti;
+}
+
+function attemptOf(idx: InstanceIndex, ti: TaskInstance, n: number) {
+  const a = ti.attempts[n - 1];
+  if (!a) throw new Error(`journal names attempt ${n} of ${ti.task} on ${idx.inst.id}, which has ${ti.attempts.length}`);
+  return a;
+}
+
+/** "not_run, success, failed or killed" */
+function orList(states: readonly string[]): string {
+  return states.length === 1 ? states[0] : `${states.slice(0, -1).join(", ")} or ${states[states.length - 1]}`;
+}
+
+/** A binary min-heap of numbers (instance positions). */
+class MinHeap {
+  private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): number | undefined {
+    return this.items[0];
+  }
+
+  push(value: number): void {
+    const a = this.items;
+    a.push(value);
+    let i = a.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent] <= a[i]) break;
+      [a[parent], a[i]] = [a[i], a[parent]];
+      i = parent;
+    }
+  }
+
+  pop(): number | undefined {
+    const a = this.items;
+    if (a.length === 0) return undefined;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l] < a[m]) m = l;
+        if (r < a.length && a[r] < a[m]) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i], a[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
