@@ -14,6 +14,8 @@ import {
   type Connection,
   type Diagnostic,
   type InitializeResult,
+  type Position,
+  type TextDocumentContentChangeEvent,
 } from "vscode-languageserver/node";
 import { TextDocument } from "vscode-languageserver-textdocument";
 import type { DagLayout } from "../protocol/dag";
@@ -49,7 +51,14 @@ export function startServer(connection: Connection): void {
 
 class TideflowServer {
   private readonly index = new WorkspaceIndex();
-  private readonly documents = new TextDocuments(TextDocument);
+  private readonly documents = new TextDocuments({
+    create: TextDocument.create,
+    // vscode-languageserver-textdocument 1.0.16 corrupts its line table on a change
+    // whose range lies past the end of the document; later valid edits then land in
+    // the wrong place. Clamping every range to the document first avoids it.
+    // Each change is clamped against the text the changes before it left.
+    update: (doc, changes, version) => changes.reduce((d, c) => TextDocument.update(d, [clampChange(d, c)], version), doc),
+  });
   /** Per open document: parsed statements of its previous version. */
   private readonly caches = new Map<string, StatementCache>();
   /** Per open document: the pending debounced analysis. */
@@ -129,8 +138,10 @@ class TideflowServer {
         this.caches.delete(uri);
         this.settings.delete(uri);
         this.analyzedVersion.delete(uri);
-        // Back to what is on disk; a file deleted while open leaves the index now.
-        if (!(await this.indexFromDisk(uri))) this.index.delete(uri);
+        // Back to what is on disk; a file deleted while open leaves the index now,
+        // unless the editor opened it again while we read (close + open on a language
+        // mode change).
+        if (!(await this.indexFromDisk(uri)) && !this.documents.get(e.document.uri)) this.index.delete(uri);
         this.publishAll();
       });
     });
@@ -370,6 +381,14 @@ function canonical(uri: string): string {
 function withUri(doc: TextDocument): TextDocument {
   const uri = canonical(doc.uri);
   return uri === doc.uri ? doc : TextDocument.create(uri, doc.languageId, doc.version, doc.getText());
+}
+
+function clampChange(doc: TextDocument, change: TextDocumentContentChangeEvent): TextDocumentContentChangeEvent {
+  if (!("range" in change)) return change;
+  // Only lines past the end trigger the bug; everything else the library clamps itself.
+  const end = doc.positionAt(Number.MAX_SAFE_INTEGER);
+  const clamp = (p: Position) => (p.line >= doc.lineCount ? end : p);
+  return { text: change.text, range: { start: clamp(change.range.start), end: clamp(change.range.end) } };
 }
 
 function toLsp(d: TideflowDiagnostic): Diagnostic {
