@@ -442,10 +442,12 @@ async function main(): Promise<void> {
   console.log(`Tideflow bench — ${machine.cpu}, ${machine.cores} cores, ${machine.total_mem_gb} GB, Node ${machine.node}, TypeScript ${machine.typescript}, ${machine.date}`);
   const started = performance.now();
 
-  await benchEditsAndFeatures();
-  await benchDagRequests();
-  await benchMemory();
-  benchCli();
+  // TIDEFLOW_BENCH=edits,dag,memory,cli runs a part; all by default.
+  const only = new Set((process.env.TIDEFLOW_BENCH ?? "edits,dag,memory,cli").split(","));
+  if (only.has("edits")) await benchEditsAndFeatures();
+  if (only.has("dag")) await benchDagRequests();
+  if (only.has("memory")) await benchMemory();
+  if (only.has("cli")) benchCli();
 
   printTable(
     "Goals",
