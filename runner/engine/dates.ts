@@ -7,7 +7,7 @@
  * as `Error`s whose message a person can act on.
  *
  * Speed: cron-parser with a `tz` costs 0.2–0.7 ms per fire time (it converts through the
- * zone at every step), and `zonedIso` builds a formatter per call (0.1 ms), so a
+ * zone at every step), so a
  * three-year daily backfill would take about a second. Instead the schedule is iterated
  * on wall-clock time (cron-parser in UTC, several times faster) and each wall time is
  * turned into an instant with the zone's offset, which is constant away from offset
@@ -17,7 +17,7 @@
  * schedule fires 23 times that day and 25 times on the fall-back day.
  */
 import { CronExpressionParser } from "cron-parser";
-import { checkCron, isTimeZone, previousDay } from "../../server/analyzer/cron";
+import { checkCron, isoWithOffset, isTimeZone, previousDay, wallClock } from "../../server/analyzer/cron";
 
 export interface InstanceTime {
   bizdate: string;
@@ -48,31 +48,6 @@ export function addDays(isoDate: string, days: number): string {
   return new Date(Date.parse(`${isoDate}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
 }
 
-/** One formatter per zone (undefined: the machine's zone), built once. */
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** The zone's wall-clock time at instant `t`, read as if it were UTC (ms, whole seconds). */
-function wallClock(t: number, timezone: string | undefined): number {
-  const key = timezone ?? "";
-  let f = formatters.get(key);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-US", {
-      timeZone: timezone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
-    formatters.set(key, f);
-  }
-  const p: Record<string, number> = {};
-  for (const part of f.formatToParts(new Date(t))) if (part.type !== "literal") p[part.type] = Number(part.value);
-  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
-}
-
 /** The zone's offset from UTC at instant `t`, in ms (whole seconds; t's milliseconds ignored). */
 function offsetAt(t: number, timezone: string | undefined): number {
   const whole = Math.floor(t / 1000) * 1000;
@@ -84,17 +59,9 @@ export function zonedDate(t: number, timezone: string | undefined): string {
   return new Date(wallClock(t, timezone)).toISOString().slice(0, 10);
 }
 
-/** An instant as the zone writes it: what `zonedIso` returns, from the wall time and offset already known. */
-function formatCyctime(wall: number, offsetMs: number): string {
-  const offsetMin = Math.round(offsetMs / 60_000);
-  const abs = Math.abs(offsetMin);
-  const sign = offsetMin < 0 ? "-" : "+";
-  return `${new Date(wall).toISOString().slice(0, 19)}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
-}
-
 function instanceAt(t: number, timezone: string | undefined): InstanceTime {
   const wall = wallClock(t, timezone);
-  return { bizdate: previousDay(new Date(wall).toISOString().slice(0, 10)), cyctime: formatCyctime(wall, wall - Math.floor(t / 1000) * 1000) };
+  return { bizdate: previousDay(new Date(wall).toISOString().slice(0, 10)), cyctime: isoWithOffset(wall, wall - Math.floor(t / 1000) * 1000) };
 }
 
 /**

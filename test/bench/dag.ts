@@ -12,18 +12,10 @@ import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import type { DagGraph, DagNode } from "../../protocol/dag";
 import { layoutDag, nodeWidth } from "../../server/dag/layout";
+import { mulberry32 } from "./generate";
 
-/** Deterministic PRNG (mulberry32), so every run lays out the same graphs. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG, so every run lays out the same graphs. */
+export const seededRandom = mulberry32;
 
 const STEPS = ["extract", "clean", "dedupe", "join", "enrich", "aggregate", "publish", "check"];
 const TABLES = ["orders", "customers", "events", "sessions", "payments", "inventory", "daily_sales_by_region"];
