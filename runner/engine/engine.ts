@@ -580,16 +580,12 @@ export class Engine {
 
   /** waiting, running → killed. A running attempt gets a `kill` effect; its later exit report does not change `killed`. */
   kill(ref: TaskRef, now: number, by?: string): OperationResult {
-    const found = this.resolveIn(ref, "kill", KILL_FROM);
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const tx = new Tx(now);
-    const wasRunning = ti.state === "running";
-    const attempt = wasRunning ? ti.attempts.length : undefined;
-    this.transition(tx, idx, ti, "killed", "operator", by, attempt);
-    if (attempt !== undefined) tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
-    tx.dirty.add(idx);
-    return { ok: true, ...this.settle(tx) };
+    return this.operate(ref, "kill", KILL_FROM, now, (tx, idx, ti) => {
+      const attempt = ti.state === "running" ? ti.attempts.length : undefined;
+      this.transition(tx, idx, ti, "killed", "operator", by, attempt);
+      if (attempt !== undefined) tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
+      tx.dirty.add(idx);
+    });
   }
 
   /**
@@ -598,34 +594,23 @@ export class Engine {
    * states: the operator asked for this task. On success its not_run downstream proceeds.
    */
   rerun(ref: TaskRef, now: number, by?: string): OperationResult {
-    const found = this.resolveIn(ref, "rerun", RERUN_FROM);
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const tx = new Tx(now);
-    this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
-    tx.dirty.add(idx);
-    return { ok: true, ...this.settle(tx) };
+    return this.operate(ref, "rerun", RERUN_FROM, now, (tx, idx, ti) => {
+      this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
+      tx.dirty.add(idx);
+    });
   }
 
   /** failed, killed → success; not_run downstream proceeds. */
   setSuccess(ref: TaskRef, now: number, by?: string): OperationResult {
-    const found = this.resolveIn(ref, "set success", SET_SUCCESS_FROM);
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const tx = new Tx(now);
-    this.succeed(tx, idx, ti, "operator", by, undefined);
-    return { ok: true, ...this.settle(tx) };
+    return this.operate(ref, "set success", SET_SUCCESS_FROM, now, (tx, idx, ti) => this.succeed(tx, idx, ti, "operator", by, undefined));
   }
 
   /** not_run, waiting → paused: not started until resumed; its downstream waits. */
   pause(ref: TaskRef, now: number, by?: string): OperationResult {
-    const found = this.resolveIn(ref, "pause", PAUSE_FROM);
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const tx = new Tx(now);
-    this.transition(tx, idx, ti, "paused", "operator", by);
-    tx.dirty.add(idx);
-    return { ok: true, ...this.settle(tx) };
+    return this.operate(ref, "pause", PAUSE_FROM, now, (tx, idx, ti) => {
+      this.transition(tx, idx, ti, "paused", "operator", by);
+      tx.dirty.add(idx);
+    });
   }
 
   /**
@@ -633,14 +618,11 @@ export class Engine {
    * when it was paused), else → not_run.
    */
   resume(ref: TaskRef, now: number, by?: string): OperationResult {
-    const found = this.resolveIn(ref, "resume", RESUME_FROM);
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const tx = new Tx(now);
-    const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && this.isReady(idx, ti));
-    this.transition(tx, idx, ti, ready ? "waiting" : "not_run", "operator", by);
-    tx.dirty.add(idx);
-    return { ok: true, ...this.settle(tx) };
+    return this.operate(ref, "resume", RESUME_FROM, now, (tx, idx, ti) => {
+      const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && this.isReady(idx, ti));
+      this.transition(tx, idx, ti, ready ? "waiting" : "not_run", "operator", by);
+      tx.dirty.add(idx);
+    });
   }
 
   /**
@@ -1064,6 +1046,21 @@ export class Engine {
   }
 
   /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
+  /** One task's operation: refused unless the task is in `from`, else `change` in one transaction. */
+  private operate(
+    ref: TaskRef,
+    operation: string,
+    from: readonly TaskState[],
+    now: number,
+    change: (tx: Tx, idx: InstanceIndex, ti: TaskInstance) => void,
+  ): OperationResult {
+    const found = this.resolveIn(ref, operation, from);
+    if (!found.ok) return found;
+    const tx = new Tx(now);
+    change(tx, found.idx, found.ti);
+    return { ok: true, ...this.settle(tx) };
+  }
+
   private resolveIn(ref: TaskRef, operation: string, from: readonly TaskState[]) {
     const found = this.resolve(ref);
     if (!found.ok) return found;
