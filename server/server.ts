@@ -68,7 +68,7 @@ class TideflowServer {
   /** What each URI was last sent, so that unchanged files are not re-published. */
   private readonly published = new Map<string, string>();
   /** Settings per resource, dropped on every configuration change. */
-  private readonly settings = new Map<string, Promise<ServerSettings>>();
+  private readonly settings = new Map<string, { pending: Promise<ServerSettings>; value?: ServerSettings }>();
   private readonly layouts = new Map<string, DagLayout>();
   private roots: string[] = [];
   private canPullConfiguration = false;
@@ -152,7 +152,7 @@ class TideflowServer {
         const doc = this.documents.get(p.textDocument.uri);
         if (!doc) return [];
         this.flush(doc.uri);
-        return completeUpstream(this.index, withUri(doc), p.position);
+        return completeUpstream(this.index, canonical(doc.uri), doc, p.position);
       }, []),
     );
     c.onDefinition((p) => this.guard("definition", () => (this.flush(p.textDocument.uri), definition(this.index, canonical(p.textDocument.uri), p.position)), null));
@@ -275,21 +275,20 @@ class TideflowServer {
 
   private getSettings(uri: string): Promise<ServerSettings> {
     if (!this.canPullConfiguration) return Promise.resolve(DEFAULT_SETTINGS);
-    let s = this.settings.get(uri);
-    if (!s) {
-      s = this.connection.workspace
+    const known = this.settings.get(uri);
+    if (known) return known.pending;
+    const entry: { pending: Promise<ServerSettings>; value?: ServerSettings } = {
+      pending: this.connection.workspace
         .getConfiguration({ scopeUri: uri, section: "tideflow" })
-        .then((raw: unknown) => mergeSettings(raw), () => DEFAULT_SETTINGS);
-      this.settings.set(uri, s);
-      void s.then((v) => this.resolvedSettings.set(uri, v));
-    }
-    return s;
+        .then((raw: unknown) => (entry.value = mergeSettings(raw)), () => (entry.value = DEFAULT_SETTINGS)),
+    };
+    this.settings.set(uri, entry);
+    return entry.pending;
   }
 
-  private readonly resolvedSettings = new Map<string, ServerSettings>();
-
+  /** Settings already received for `uri`, without waiting for the client. */
   private cachedSettings(uri: string): ServerSettings | undefined {
-    return this.settings.has(uri) ? this.resolvedSettings.get(uri) : undefined;
+    return this.settings.get(uri)?.value;
   }
 
   private withFile<T>(uri: string, f: (file: FileAnalysis) => T, fallback: T): T {
@@ -376,11 +375,6 @@ function canonical(uri: string): string {
   } catch {
     return uri;
   }
-}
-
-function withUri(doc: TextDocument): TextDocument {
-  const uri = canonical(doc.uri);
-  return uri === doc.uri ? doc : TextDocument.create(uri, doc.languageId, doc.version, doc.getText());
 }
 
 function clampChange(doc: TextDocument, change: TextDocumentContentChangeEvent): TextDocumentContentChangeEvent {

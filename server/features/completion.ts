@@ -54,12 +54,13 @@ export function upstreamStringContext(text: string, offset: number): UpstreamCon
   return undefined;
 }
 
-export function completeUpstream(index: WorkspaceIndex, doc: TextDocument, position: Position): CompletionItem[] {
+/** `uri` is the index's spelling of the document's URI. */
+export function completeUpstream(index: WorkspaceIndex, uri: string, doc: TextDocument, position: Position): CompletionItem[] {
   const offset = doc.offsetAt(position);
   const ctx = upstreamStringContext(doc.getText(), offset);
   if (!ctx) return [];
   const range = { start: doc.positionAt(ctx.start), end: position };
-  const file = index.get(doc.uri);
+  const file = index.get(uri);
   const items: CompletionItem[] = [];
   const dot = ctx.prefix.indexOf(".");
   if (dot === -1) {
