@@ -22,7 +22,12 @@ const common = {
 const entries = [
   { in: "client/extension.ts", out: "dist/extension.js" },
   { in: "server/main.ts", out: "dist/server.js" },
-  { in: "runner/main.ts", out: "dist/runner.js" },
+  // esbuild is a native package: the runner loads it from node_modules to bundle workflow files.
+  { in: "runner/main.ts", out: "dist/runner.js", external: ["esbuild"] },
+  // The warm worker processes that run TS/JS tasks, and the SDK that `tideflow` resolves
+  // to in a bundled workflow file.
+  { in: "runner/worker.ts", out: "dist/worker.js" },
+  { in: "sdk/index.ts", out: "dist/sdk.js" },
   { in: "runner/cli.ts", out: "dist/cli.js", banner: "#!/usr/bin/env node" },
 ];
 
@@ -33,6 +38,7 @@ const contexts = await Promise.all(
       entryPoints: [e.in],
       outfile: e.out,
       banner: e.banner ? { js: e.banner } : undefined,
+      external: [...common.external, ...(e.external ?? [])],
     }),
   ),
 );

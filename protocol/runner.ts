@@ -161,6 +161,8 @@ export interface Attempt {
   retry: number;
   /** startedAt + timeoutMs, when the task has a timeout. */
   deadline?: number;
+  /** The process (and process group) id, once the executor spawned it. */
+  pid?: number;
   /** When the engine asked the executor to kill it for passing its deadline. */
   timedOutAt?: number;
   endedAt?: number;
@@ -273,6 +275,16 @@ export interface AttemptStartedRecord extends TaskRecordBase {
   deadline?: number;
 }
 
+/**
+ * The executor spawned the attempt's process (its own process group, pgid = pid). A
+ * restarted runner uses it to end what a crashed one left running.
+ */
+export interface AttemptProcessRecord extends TaskRecordBase {
+  type: "attempt.process";
+  attempt: number;
+  pid: number;
+}
+
 /** The attempt passed its deadline; the engine asked for it to be killed. */
 export interface AttemptTimedOutRecord extends TaskRecordBase {
   type: "attempt.timed-out";
@@ -302,6 +314,7 @@ export type EngineRecord =
   | InstanceStateRecord
   | TaskStateRecord
   | AttemptStartedRecord
+  | AttemptProcessRecord
   | AttemptTimedOutRecord
   | AttemptEndedRecord
   | TaskRetryScheduledRecord;

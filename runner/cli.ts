@@ -10,6 +10,8 @@ import type { TideflowDiagnostic } from "../protocol/model";
 import { layoutDag } from "../server/dag/layout";
 import { renderDagSvg } from "../server/dag/svg";
 import { isDirectory, isWorkflowFile, loadWorkspace } from "../server/workspace-scan";
+import { RunnerError } from "./client";
+import { CommandError, UsageError, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
 
 const USAGE = `usage: tideflow <command> [options]
 
@@ -18,13 +20,30 @@ const USAGE = `usage: tideflow <command> [options]
   dag <file> --svg OUT [--workspace DIR]
       Lay out a workflow's DAG and write it as SVG (OUT "-" writes to stdout).
 
-  The runner commands (test, backfill, runs, show, logs, kill, rerun, set-success,
-  pause, resume, rerun-downstream, runner) arrive with the runner.
+
+  test <file> [--task ID]... [--downstream] [--date YYYY-MM-DD] [--json] [--detach]
+      Run a test instance (one bizdate; default yesterday) and wait for it; exit 0 only
+      if every task instance succeeded.
+  backfill <file> --from YYYY-MM-DD --to YYYY-MM-DD [--task ID]... [--downstream]
+           [--parallel N] [--order asc|desc] [--json] [--detach]
+      One workflow instance per cron fire time whose bizdate is in the range.
+  runs [--state STATE] [--json]
+  show <run> [--date D] [--history] [--json]
+  logs <run> <task> [--date D] [--attempt N] [--follow]
+  kill|rerun|set-success|pause|resume <run> [<task>] [--date D]
+      Without a task: the batch form on the run (or on the instances of --date):
+      kill run, rerun failed, set every failed/killed task success, pause, resume.
+  rerun-downstream <run> <task> [--only ID]... [--date D]
+  runner start|stop|status
+
+  <run> is a run id (run-3), its number (3) or "last". --date picks a workflow instance
+  by bizdate (YYYY-MM-DD), or by cyctime (2026-11-20T03) when a bizdate has several.
+  Runner commands talk to the runner of the current directory (or --workspace DIR)
+  and start it in the background when none is running; its state is in .tideflow/.
 `;
 
 const SEVERITY_NAME: Record<number, string> = { 1: "error", 2: "warning", 3: "info", 4: "hint" };
 
-class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -33,6 +52,25 @@ async function main(argv: string[]): Promise<number> {
       return check(rest);
     case "dag":
       return dag(rest);
+    case "test":
+    case "backfill":
+      return startRun(command, rest);
+    case "runs":
+      return runs(rest);
+    case "show":
+      return show(rest);
+    case "logs":
+      return logs(rest);
+    case "kill":
+    case "rerun":
+    case "set-success":
+    case "pause":
+    case "resume":
+      return operate(command, rest);
+    case "rerun-downstream":
+      return rerunDownstream(rest);
+    case "runner":
+      return runnerCommand(rest);
     case undefined:
     case "help":
     case "--help":
@@ -147,6 +185,10 @@ main(process.argv.slice(2)).then(
     if (e instanceof UsageError || (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS"))) {
       process.stderr.write(`tideflow: ${e.message}\n\n${USAGE}`);
       process.exit(2);
+    }
+    if (e instanceof RunnerError || e instanceof CommandError) {
+      process.stderr.write(`tideflow: ${e.message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`tideflow: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
     process.exit(3);

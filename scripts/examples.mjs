@@ -20,4 +20,15 @@ for (const f of files) {
   const out = f.replace(/^examples\//, "examples/out/").replace(/\.flow\.ts$/, ".svg");
   if (cli(["dag", f, "--svg", out, "--workspace", "examples"]) !== 0) process.exit(1);
 }
+console.log("\n== tideflow test: one bizdate of daily_sales, with the runner (started in the background)");
+const ex = (args) => cli([...args, "--workspace", "examples"]);
+if (ex(["test", "examples/daily-sales.flow.ts", "--date", "2026-11-19"]) !== 0) process.exit(1);
+
+console.log("\n== tideflow backfill: three bizdates, two at a time");
+if (ex(["backfill", "examples/daily-sales.flow.ts", "--from", "2026-11-01", "--to", "2026-11-03", "--parallel", "2"]) !== 0) process.exit(1);
+
+console.log("\n== tideflow runs");
+ex(["runs"]);
+ex(["runner", "stop"]);
+console.log("\nState and logs are in examples/.tideflow/. README's \"Running workflows\" goes on from here.");
 console.log("\nOpen the SVGs in examples/out/ in a browser, or the examples/ folder in an editor with the server attached (README).");

@@ -224,6 +224,11 @@ export class Engine {
         this.syncTimer(idx, ti);
         return;
       }
+      case "attempt.process": {
+        const idx = this.instanceIndex(record.instanceId);
+        attemptOf(idx, taskOf(idx, record.task), record.attempt).pid = record.pid;
+        return;
+      }
       case "attempt.timed-out": {
         const idx = this.instanceIndex(record.instanceId);
         const ti = taskOf(idx, record.task);
@@ -537,6 +542,34 @@ export class Engine {
       }
     }
     return this.settle(tx);
+  }
+
+  /**
+   * The executor spawned an attempt's process: the record to journal (already applied),
+   * or undefined when the attempt is unknown or already ended (a kill raced the spawn).
+   */
+  recordProcess(ref: TaskRef, attempt: number, pid: number, now: number): EngineRecord | undefined {
+    const idx = this.instances.get(ref.instanceId);
+    const ti = idx?.inst.tasks.find((t) => t.task === ref.task);
+    const a = ti?.attempts[attempt - 1];
+    if (!idx || !a || a.endedAt !== undefined) return undefined;
+    const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid };
+    this.apply(record);
+    return record;
+  }
+
+  /** Attempts with no recorded end, and their pids: what a crashed runner may have left running. */
+  unendedAttempts(): { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] {
+    const out: { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] = [];
+    for (const run of this.runs.values()) {
+      for (const idx of run.instances) {
+        for (const ti of idx.inst.tasks) {
+          const a = ti.attempts[ti.attempts.length - 1];
+          if (a && a.endedAt === undefined) out.push({ runId: run.run.id, instanceId: idx.inst.id, task: ti.task, attempt: a.n, pid: a.pid });
+        }
+      }
+    }
+    return out;
   }
 
   /**

@@ -1,0 +1,163 @@
+/**
+ * How the CLI shows runs: the `--json` document of SPEC §4 and the human tables.
+ */
+import { relative } from "node:path";
+import type { Attempt, Run, RunSummary, TaskInstance, TaskState } from "../protocol/runner";
+
+/** SPEC §4's `--json` shape: the run, its workflow instances and their task instances. */
+export interface RunDocument {
+  id: string;
+  kind: Run["kind"];
+  workflow: string;
+  file: string;
+  state: Run["state"];
+  createdAt: string;
+  endedAt?: string;
+  parallelism: number;
+  order: Run["order"];
+  instances: {
+    id: string;
+    bizdate: string;
+    cyctime: string;
+    state: string;
+    tasks: {
+      task: string;
+      state: TaskState;
+      /** How many attempts ran. */
+      attempts: number;
+      /** Of the last attempt. */
+      exitCode: number | null;
+      signal?: string;
+      error?: string;
+      startedAt: string | null;
+      endedAt: string | null;
+      history?: { at: string; from: TaskState; to: TaskState; cause: string; by?: string; attempt?: number }[];
+    }[];
+  }[];
+}
+
+const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
+
+export function runDocument(run: Run, options: { history?: boolean } = {}): RunDocument {
+  return {
+    id: run.id,
+    kind: run.kind,
+    workflow: run.workflow,
+    file: run.file,
+    state: run.state,
+    createdAt: new Date(run.createdAt).toISOString(),
+    ...(run.endedAt !== undefined ? { endedAt: new Date(run.endedAt).toISOString() } : {}),
+    parallelism: run.parallelism,
+    order: run.order,
+    instances: run.instances.map((i) => ({
+      id: i.id,
+      bizdate: i.bizdate,
+      cyctime: i.cyctime,
+      state: i.state,
+      tasks: i.tasks.map((t) => {
+        const last: Attempt | undefined = t.attempts[t.attempts.length - 1];
+        return {
+          task: t.task,
+          state: t.state,
+          attempts: t.attempts.length,
+          exitCode: last?.exitCode ?? null,
+          ...(last?.signal ? { signal: last.signal } : {}),
+          ...(last?.error ? { error: last.error } : {}),
+          startedAt: iso(last?.startedAt),
+          endedAt: iso(last?.endedAt),
+          ...(options.history
+            ? { history: t.history.map((h) => ({ ...h, at: new Date(h.at).toISOString() })) }
+            : {}),
+        };
+      }),
+    })),
+  };
+}
+
+const STATE_MARK: Record<TaskState, string> = {
+  not_run: "·",
+  waiting: "…",
+  running: "▶",
+  success: "✓",
+  failed: "✗",
+  killed: "■",
+  paused: "‖",
+};
+
+export function localTime(t: number): string {
+  const d = new Date(t);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+export function elapsed(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} m ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} m`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ").trimEnd()).join("\n") + "\n";
+}
+
+export function formatRuns(runs: RunSummary[]): string {
+  if (runs.length === 0) return "no runs yet: start one with `tideflow test <file>` or `tideflow backfill <file> --from D --to D`\n";
+  const rows = [["RUN", "KIND", "WORKFLOW", "STATE", "INSTANCES", "TASKS", "CREATED"]];
+  for (const r of runs) {
+    const counts = (Object.entries(r.counts) as [TaskState, number][]).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`);
+    rows.push([r.id, r.kind, r.workflow, r.state, String(r.instances), counts.join(", ") || "-", localTime(r.createdAt)]);
+  }
+  return table(rows);
+}
+
+function taskLine(t: TaskInstance, now: number): string[] {
+  const last = t.attempts[t.attempts.length - 1];
+  const took = last ? elapsed((last.endedAt ?? now) - last.startedAt) : "";
+  const outcome = !last
+    ? ""
+    : last.endedAt === undefined
+      ? "running"
+      : last.error ?? (last.signal ? `signal ${last.signal}` : `exit ${last.exitCode}`);
+  const retry = t.retryAt !== undefined ? `retry at ${localTime(t.retryAt).slice(11)}` : "";
+  return [`${STATE_MARK[t.state]} ${t.task}`, t.state, last ? `attempt ${last.n}` : "", took, [outcome, retry].filter(Boolean).join(", ")];
+}
+
+export function formatRun(run: Run, options: { brief?: boolean; history?: boolean } = {}): string {
+  const now = Date.now();
+  const file = relative(process.cwd(), run.file) || run.file;
+  let out = options.brief
+    ? `${run.id} ${run.state}${run.endedAt ? ` after ${elapsed(run.endedAt - run.createdAt)}` : ""}\n`
+    : `${run.id}  ${run.kind} of ${run.workflow} (${file})  ${run.state}\n` +
+      `  created ${localTime(run.createdAt)}${run.by ? ` by ${run.by}` : ""}` +
+      `${run.endedAt ? `, ended ${localTime(run.endedAt)} (${elapsed(run.endedAt - run.createdAt)})` : ""}; ` +
+      `parallelism ${run.parallelism}, order ${run.order}, concurrency ${run.concurrency}\n`;
+  if (options.brief && run.instances.length > 3) {
+    // A long backfill: one line per instance, the tasks as state marks; the ones that did
+    // not succeed by name.
+    out += "\n";
+    for (const inst of run.instances) {
+      const marks = inst.tasks.map((t) => STATE_MARK[t.state]).join("");
+      const others = inst.tasks.filter((t) => t.state !== "success").map((t) => `${t.task} ${t.state}`);
+      out += `  ${inst.bizdate}  ${inst.cyctime.slice(11, 16)}  ${marks}  ${others.join(", ") || "success"}\n`;
+    }
+    return out;
+  }
+  for (const inst of run.instances) {
+    out += `\n  ${inst.bizdate}  cyctime ${inst.cyctime}  ${inst.state}\n`;
+    const rows = inst.tasks.map((t) => ["   ", ...taskLine(t, now)]);
+    out += table(rows).replace(/^/gm, "");
+    if (options.history) {
+      for (const t of inst.tasks) {
+        out += `    ${t.task}:\n`;
+        for (const h of t.history) {
+          out += `      ${localTime(h.at)}  ${h.from} → ${h.to}  ${h.cause}${h.by ? ` by ${h.by}` : ""}${h.attempt ? ` (attempt ${h.attempt})` : ""}\n`;
+        }
+      }
+    }
+  }
+  return out;
+}

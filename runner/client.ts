@@ -1,0 +1,134 @@
+/**
+ * A client of a workspace's runner (the CLI's; the extension has its own on the same
+ * protocol): finds it through `.tideflow/runner.json`, starts it in the background when
+ * none is running, and speaks the typed API of protocol/api.ts.
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import WebSocket from "ws";
+import type { ApiEvent, ApiMethod, ApiMethods, ApiServerMessage, RunnerInfo } from "../protocol/api";
+
+export class RunnerClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  private readonly listeners = new Set<(e: ApiEvent) => void>();
+  private closedError: Error | undefined;
+
+  private constructor(
+    private readonly socket: WebSocket,
+    readonly info: RunnerInfo,
+  ) {
+    socket.on("message", (data) => {
+      const msg = JSON.parse(data.toString()) as ApiServerMessage;
+      if ("event" in msg) {
+        for (const l of this.listeners) l(msg);
+        return;
+      }
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if ("error" in msg) p.reject(new RunnerError(msg.error.message));
+      else p.resolve(msg.result);
+    });
+    socket.on("close", () => {
+      this.closedError = new Error("the runner closed the connection");
+      for (const p of this.pending.values()) p.reject(this.closedError);
+      this.pending.clear();
+      for (const l of this.listeners) l({ event: "stopping" });
+    });
+  }
+
+  static connect(info: RunnerInfo, timeoutMs = 5000): Promise<RunnerClient> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(`ws://127.0.0.1:${info.port}/`, {
+        headers: { authorization: `Bearer ${info.token}` },
+        handshakeTimeout: timeoutMs,
+        perMessageDeflate: false,
+      });
+      socket.once("open", () => resolve(new RunnerClient(socket, info)));
+      socket.once("error", reject);
+      socket.once("unexpected-response", (_req, res) => reject(new Error(`the runner refused the connection (HTTP ${res.statusCode})`)));
+    });
+  }
+
+  request<M extends ApiMethod>(method: M, params: ApiMethods[M]["params"]): Promise<ApiMethods[M]["result"]> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.socket.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  onEvent(listener: (e: ApiEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** The runner refused a request; the message says why. */
+export class RunnerError extends Error {}
+
+export function readRunnerInfo(root: string): RunnerInfo | undefined {
+  try {
+    return JSON.parse(readFileSync(join(root, ".tideflow", "runner.json"), "utf8")) as RunnerInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Connects to the workspace's running runner, or undefined when none runs. */
+export async function connectRunning(root: string): Promise<RunnerClient | undefined> {
+  const info = readRunnerInfo(root);
+  if (!info || !processAlive(info.pid)) return undefined;
+  try {
+    return await RunnerClient.connect(info);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Connects to the workspace's runner, starting one in the background first when none
+ * runs (its log: `.tideflow/runner.log`). `started` tells whether this call started it.
+ */
+export async function ensureRunner(root: string, runnerPath: string, timeoutMs = 15_000): Promise<{ client: RunnerClient; started: boolean }> {
+  const running = await connectRunning(root);
+  if (running) return { client: running, started: false };
+  const stateDir = join(root, ".tideflow");
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const out = openSync(join(stateDir, "runner.log"), "a", 0o600);
+  const child = spawn(process.execPath, [runnerPath, "--workspace", root], {
+    detached: true,
+    stdio: ["ignore", out, out],
+    cwd: root,
+  });
+  let exited: number | null | undefined;
+  child.once("exit", (code) => (exited = code));
+  child.unref();
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 25));
+    const client = await connectRunning(root);
+    if (client) return { client, started: true };
+    // Exit code 3: another runner won a race to start; keep waiting for its runner.json.
+    if (exited !== undefined && exited !== 3) {
+      throw new Error(`the runner exited at start (code ${exited}); see ${join(stateDir, "runner.log")}`);
+    }
+  }
+  throw new Error(`the runner did not come up within ${timeoutMs / 1000} s; see ${join(stateDir, "runner.log")}`);
+}

@@ -1,0 +1,531 @@
+/**
+ * The runner of one workspace: the engine's decisions made durable and carried out.
+ *
+ * The loop, for every decision (run creation, an operation, an attempt's exit, a timer):
+ * 1. the engine decides synchronously, applying its records in memory;
+ * 2. the records go to the journal (batched fdatasync, see journal.ts);
+ * 3. once durable, the effects run (start/kill processes, set the wake timer) and the
+ *    records are pushed to subscribed clients, and the client that asked gets its answer.
+ * So nothing a client saw, and no process that was started, is missing from the journal
+ * after a `kill -9`; at restart, attempts the journal shows running are ended (their
+ * process groups killed) and failed with cause `recovery`, and retries and the rest of the
+ * runs carry on.
+ */
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type {
+  CreateRunParams,
+  LogsReadParams,
+  LogsReadResult,
+  OperateParams,
+  OperateResult,
+  RerunDownstreamParams,
+  RunnerInfo,
+  RunnerStatus,
+  Target,
+} from "../protocol/api";
+import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
+import { isWorkflowFile, loadWorkspace } from "../server/workspace-scan";
+import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
+import { Engine } from "./engine/engine";
+import { bundleWorkflow } from "./exec/bundle";
+import { Executor } from "./exec/executor";
+import { findMarkedProcesses, killProcessGroup, processGroupAlive } from "./exec/process-tree";
+import { Journal } from "./journal";
+import { LogStore } from "./logs";
+
+export const VERSION = "0.1.0";
+
+export interface RunnerOptions {
+  /** The workspace root; state goes to `<root>/.tideflow/`. */
+  root: string;
+  /** dist/worker.js and dist/sdk.js; default: next to this bundle. */
+  workerPath?: string;
+  sdkPath?: string;
+  killGraceMs?: number;
+  /** fdatasync journal batches (default true). */
+  sync?: boolean;
+  log?: (message: string) => void;
+}
+
+export function stateDirOf(root: string): string {
+  return join(root, ".tideflow");
+}
+
+export class Runner {
+  readonly root: string;
+  readonly stateDir: string;
+  info!: RunnerInfo;
+  private engine!: Engine;
+  private journal!: Journal;
+  private executor!: Executor;
+  private logs!: LogStore;
+  private api!: ApiServer;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt: number | undefined;
+  private recordClients = new Set<ApiClient>();
+  private nextSubscription = 1;
+  private stopping: Promise<void> | undefined;
+  private readonly log: (message: string) => void;
+  /** Resolves when the runner has stopped. */
+  readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+
+  private constructor(private readonly options: RunnerOptions) {
+    this.root = resolve(options.root);
+    this.stateDir = stateDirOf(this.root);
+    this.log = options.log ?? ((m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
+    this.stopped = new Promise((r) => (this.resolveStopped = r));
+  }
+
+  static async start(options: RunnerOptions): Promise<Runner> {
+    const runner = new Runner(options);
+    await runner.init();
+    return runner;
+  }
+
+  private async init(): Promise<void> {
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    mkdirSync(join(this.stateDir, "bundles"), { recursive: true });
+    this.lock();
+
+    const t0 = performance.now();
+    const opened = Journal.open(join(this.stateDir, "journal"), { sync: this.options.sync });
+    this.journal = opened.journal;
+    if (opened.dropped) {
+      this.log(`journal: dropped ${opened.dropped.bytes} byte(s): ${opened.dropped.reason}${opened.dropped.keptAs ? `; the original is kept as ${opened.dropped.keptAs}` : ""}`);
+    }
+    try {
+      this.engine = Engine.replay(opened.records);
+    } catch (e) {
+      throw new Error(`cannot replay ${join(this.stateDir, "journal")}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    this.logs = new LogStore(this.stateDir);
+    const here = __dirname;
+    this.executor = new Executor({
+      root: this.root,
+      stateDir: this.stateDir,
+      logs: this.logs,
+      workerPath: this.options.workerPath ?? join(here, "worker.js"),
+      killGraceMs: this.options.killGraceMs,
+      onSpawn: (effect, pid) => {
+        const record = this.engine.recordProcess(effect, effect.attempt, pid, Date.now());
+        if (record) this.commit({ records: [record], effects: [] });
+      },
+      onExit: (effect, exit) => {
+        const r = this.engine.onAttemptExit(effect.instanceId, effect.task, effect.attempt, exit, Date.now());
+        if (r.ok) this.commit(r);
+        else this.log(`attempt exit not applied: ${r.reason}`);
+      },
+    });
+
+    await this.endLeftovers();
+    const recovered = this.engine.recover(Date.now());
+    this.commit(recovered);
+    this.log(`journal: ${opened.records.length} record(s) replayed in ${(performance.now() - t0).toFixed(0)} ms`);
+
+    const token = randomBytes(32).toString("hex");
+    this.api = await startApiServer(token, this.handler(), this.log);
+    this.info = { pid: process.pid, port: this.api.port, token, workspace: this.root, startedAt: Date.now(), version: VERSION };
+    const infoPath = join(this.stateDir, "runner.json");
+    writeFileSync(`${infoPath}.tmp`, `${JSON.stringify(this.info, null, 2)}\n`, { mode: 0o600 });
+    renameSync(`${infoPath}.tmp`, infoPath);
+    this.log(`runner ${process.pid} serving ${this.root} on 127.0.0.1:${this.api.port}`);
+  }
+
+  /**
+   * One runner per workspace: `.tideflow/runner.lock` holds the pid of the runner that
+   * owns the state. A lock left by a dead process is taken over.
+   */
+  private lock(): void {
+    const path = join(this.stateDir, "runner.lock");
+    for (let tries = 0; tries < 3; tries++) {
+      try {
+        const fd = openSync(path, "wx", 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      }
+      const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
+      if (Number.isInteger(pid) && pid !== process.pid && alive(pid)) {
+        throw new RunnerRunningError(`a runner (pid ${pid}) already serves ${this.root}`);
+      }
+      rmSync(path, { force: true });
+    }
+    throw new Error(`cannot take ${path}`);
+  }
+
+  /** Ends every process a previous (crashed) runner left for attempts the journal shows unended. */
+  private async endLeftovers(): Promise<void> {
+    const unended = this.engine.unendedAttempts();
+    const grace = this.options.killGraceMs ?? 5000;
+    await Promise.all(
+      unended.map(async (a) => {
+        const marker = `${a.instanceId}/${a.task}/${a.attempt}`;
+        const pids = new Set(findMarkedProcesses(marker));
+        if (a.pid !== undefined && processGroupAlive(a.pid)) pids.add(a.pid);
+        if (pids.size > 0) this.log(`ending ${pids.size} process(es) left running by the previous runner for ${a.task} on ${a.instanceId} attempt ${a.attempt}`);
+        await Promise.all([...pids].map((pid) => killProcessGroup(pid, grace).catch(() => undefined)));
+        // Marked processes outside the attempt's group (a task that called setsid).
+        for (const pid of findMarkedProcesses(marker)) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+        const log = this.logs.open({ runId: a.runId, instanceId: a.instanceId, task: a.task, attempt: a.attempt });
+        log.write("system", "ERROR", "the runner stopped while this attempt ran; its processes were ended at restart");
+        await log.close();
+      }),
+    );
+  }
+
+  // ----------------------------------------------------------------------------------
+  // The loop
+  // ----------------------------------------------------------------------------------
+
+  /** Journals a decision's records, then performs its effects and tells subscribers. */
+  private commit(d: Decision): Promise<void> {
+    if (d.records.length === 0 && d.effects.length === 0) return Promise.resolve();
+    return this.journal.append(d.records).then(
+      () => {
+        for (const e of d.effects) this.perform(e);
+        if (d.records.length > 0 && this.recordClients.size > 0) {
+          this.api?.broadcast({ event: "records", records: d.records }, (c) => this.recordClients.has(c));
+        }
+      },
+      (e: unknown) => {
+        // Without a journal nothing may go on: stop starting work, keep what is on disk.
+        this.log(`fatal: ${e instanceof Error ? e.message : String(e)}`);
+        void this.stop(1);
+        throw e;
+      },
+    );
+  }
+
+  private perform(e: Effect): void {
+    switch (e.type) {
+      case "start":
+        // A stopping runner starts nothing; the next one recovers the attempt (retries apply).
+        if (this.stopping) this.log(`not starting ${e.task} on ${e.instanceId}: the runner is stopping`);
+        else this.executor.start(e);
+        return;
+      case "kill":
+        this.executor.kill(e);
+        return;
+      case "wake":
+        this.setWake(e.at);
+        return;
+    }
+  }
+
+  private setWake(at: number): void {
+    if (this.wakeAt === at && this.wakeTimer) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wakeAt = undefined;
+      if (!this.stopping) this.commit(this.engine.tick(Date.now())).catch(() => undefined);
+    }, Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1)));
+  }
+
+  /** Commits an operation's result, or throws its reason. */
+  private async settle(r: OperationResult): Promise<EngineRecord[]> {
+    if (!r.ok) throw new Error(r.reason);
+    await this.commit(r);
+    return r.records;
+  }
+
+  // ----------------------------------------------------------------------------------
+  // Requests
+  // ----------------------------------------------------------------------------------
+
+  private handler(): Handler {
+    return {
+      "runner.status": () => this.status(),
+      "runner.stop": () => {
+        setImmediate(() => void this.stop(0));
+        return { stopping: true };
+      },
+      "runs.list": (p) => this.engine.listRuns().filter((r) => !p.state || r.state === p.state),
+      "runs.get": (p) => this.runOf(p.run),
+      "runs.create": async (p) => ({ run: await this.createRun(p) }),
+      "task.operate": (p) => this.operate(p),
+      "task.rerunDownstream": (p) => this.rerunDownstream(p),
+      "logs.read": (p) => this.readLog(p),
+      subscribe: (p, client) => {
+        const id = this.nextSubscription++;
+        const offs: (() => void)[] = [];
+        if (p.records) {
+          this.recordClients.add(client);
+          offs.push(() => this.recordClients.delete(client));
+        }
+        if (p.logs) {
+          const { instanceId, task, attempt } = p.logs;
+          const inst = this.engine.getInstance(instanceId);
+          if (!inst) throw new Error(`no workflow instance ${instanceId}`);
+          offs.push(
+            this.logs.subscribe({ instanceId, task, attempt }, (key, lines, end) =>
+              client.push({ event: "log", subscription: id, runId: key.runId, instanceId: key.instanceId, task: key.task, attempt: key.attempt, lines, end }),
+            ),
+          );
+        }
+        client.subscriptions.set(id, () => offs.forEach((off) => off()));
+        return { subscription: id };
+      },
+      unsubscribe: (p, client) => {
+        client.subscriptions.get(p.subscription)?.();
+        client.subscriptions.delete(p.subscription);
+        return {};
+      },
+    };
+  }
+
+  status(): RunnerStatus {
+    const runs = this.engine.listRuns();
+    return {
+      pid: process.pid,
+      port: this.api.port,
+      workspace: this.root,
+      startedAt: this.info.startedAt,
+      version: VERSION,
+      runs: runs.length,
+      runningRuns: runs.filter((r) => r.state === "running").length,
+      activeAttempts: this.executor.active(),
+      journal: { records: this.journal.length, bytes: this.journal.size },
+      clients: this.api.clients.size,
+    };
+  }
+
+  async createRun(p: CreateRunParams): Promise<Run> {
+    if (typeof p?.file !== "string" || p.file === "") throw new Error("runs.create needs `file`, the workflow file's path");
+    const file = resolve(this.root, p.file);
+    const shown = relative(this.root, file) || file;
+    if (!isWorkflowFile(file)) throw new Error(`${shown} is not a workflow file (*.flow.ts or *.flow.js)`);
+    if (!existsSync(file)) throw new Error(`${shown} does not exist`);
+    const index = await loadWorkspace(this.root, [file]);
+    const uri = pathToFileURL(file).href;
+    const analysis = index.get(uri);
+    if (!analysis) throw new Error(`cannot read ${shown}`);
+    const errors = index.diagnostics(uri).filter((d) => d.severity === 1);
+    if (errors.length > 0) {
+      const list = errors.slice(0, 5).map((d) => `  ${shown}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.message}`);
+      throw new Error(
+        `${shown} has ${errors.length} error${errors.length > 1 ? "s" : ""}; fix ${errors.length > 1 ? "them" : "it"} first (\`tideflow check ${shown}\`):\n${list.join("\n")}${errors.length > 5 ? "\n  …" : ""}`,
+      );
+    }
+    const workflow = analysis.workflow;
+    if (!workflow) throw new Error(`${shown} has no workflow (\`export default workflow(...)\`)`);
+    const spec: RunSpec = {
+      kind: p.kind,
+      file,
+      workflow: workflow.id,
+      downstream: p.downstream === true,
+      ...(p.tasks && p.tasks.length > 0 ? { tasks: p.tasks } : {}),
+      ...(p.bizdate !== undefined ? { bizdate: p.bizdate } : {}),
+      ...(p.from !== undefined ? { from: p.from } : {}),
+      ...(p.to !== undefined ? { to: p.to } : {}),
+      ...(p.parallelism !== undefined ? { parallelism: p.parallelism } : {}),
+      ...(p.order !== undefined ? { order: p.order } : {}),
+    };
+    // The run's code is frozen at creation: TS tasks run from this bundle, whatever
+    // happens to the file later (reruns included).
+    let pending: string | undefined;
+    if (workflow.tasks.some((t) => t.kind === "task")) {
+      pending = join(this.stateDir, "bundles", `pending-${randomBytes(6).toString("hex")}.cjs`);
+      const bundled = await bundleWorkflow(file, pending, { root: this.root, sdkPath: this.options.sdkPath ?? join(__dirname, "sdk.js") });
+      if (!bundled.ok) {
+        rmSync(pending, { force: true });
+        throw new Error(`cannot bundle ${shown}: ${bundled.error}`);
+      }
+    }
+    if (this.stopping) throw new Error("the runner is stopping");
+    const r = this.engine.createRun(spec, workflow, Date.now(), p.by);
+    if (!r.ok) {
+      if (pending) rmSync(pending, { force: true });
+      throw new Error(r.reason);
+    }
+    if (pending) renameSync(pending, join(this.stateDir, "bundles", `${r.runId}.cjs`));
+    await this.commit(r);
+    return this.engine.getRun(r.runId)!;
+  }
+
+  /** `run-3`, `3` or `last`. */
+  private runOf(ref: string): Run {
+    if (typeof ref !== "string" || ref === "") throw new Error("a run id is needed (e.g. run-3, or last)");
+    let id = /^\d+$/.test(ref) ? `run-${ref}` : ref;
+    if (ref === "last") {
+      const runs = this.engine.listRuns();
+      if (runs.length === 0) throw new Error("there are no runs yet");
+      id = runs[runs.length - 1].id;
+    }
+    const run = this.engine.getRun(id);
+    if (!run) throw new Error(`no run ${ref} (see \`tideflow runs\`)`);
+    return run;
+  }
+
+  /** The workflow instances a target names: all of the run's, or those of `date` (a bizdate, a cyctime or an instance id). */
+  private instancesOf(run: Run, date: string | undefined): WorkflowInstance[] {
+    if (date === undefined || date === "") return run.instances;
+    const found = /^\d{4}-\d{2}-\d{2}$/.test(date)
+      ? run.instances.filter((i) => i.bizdate === date)
+      : run.instances.filter((i) => i.id === date || i.cyctime.startsWith(date));
+    if (found.length === 0) {
+      const dates = [...new Set(run.instances.map((i) => i.bizdate))].sort();
+      throw new Error(`${run.id} has no workflow instance for ${date}; its bizdates are ${dates.length > 3 ? `${dates[0]} … ${dates[dates.length - 1]}` : dates.join(", ")}`);
+    }
+    return found;
+  }
+
+  /** Exactly one instance for a single-task operation. */
+  private oneInstance(run: Run, target: Target, task: string): WorkflowInstance {
+    const found = this.instancesOf(run, target.date);
+    if (found.length > 1) {
+      const sample = found.slice(0, 3).map((i) => (target.date ? i.cyctime : i.bizdate));
+      throw new Error(
+        `${run.id} has ${found.length} workflow instances${target.date ? ` for ${target.date}` : ""}; pick one with --date ` +
+          `(${target.date ? "a cyctime such as" : "a bizdate such as"} ${sample.join(", ")}${found.length > 3 ? ", …" : ""})`,
+      );
+    }
+    if (!run.tasks.some((t) => t.id === task)) {
+      throw new Error(`${run.id} did not select task \`${task}\`; its tasks are ${run.tasks.map((t) => `\`${t.id}\``).join(", ")}`);
+    }
+    return found[0];
+  }
+
+  async operate(p: OperateParams): Promise<OperateResult> {
+    const run = this.runOf(p.run);
+    const now = () => Date.now();
+    const records: EngineRecord[] = [];
+    if (p.task !== undefined) {
+      const inst = this.oneInstance(run, p, p.task);
+      const ref = { instanceId: inst.id, task: p.task };
+      const r =
+        p.op === "kill" ? this.engine.kill(ref, now(), p.by)
+        : p.op === "rerun" ? this.engine.rerun(ref, now(), p.by)
+        : p.op === "set-success" ? this.engine.setSuccess(ref, now(), p.by)
+        : p.op === "pause" ? this.engine.pause(ref, now(), p.by)
+        : p.op === "resume" ? this.engine.resume(ref, now(), p.by)
+        : unknownOp(p.op);
+      records.push(...(await this.settle(r)));
+      return { runId: run.id, changed: this.describeChanges(records) };
+    }
+    // Batch forms on the run, or on the instances of --date.
+    const instances = this.instancesOf(run, p.date);
+    const scopes = p.date === undefined ? [{ runId: run.id }] : instances.map((i) => ({ runId: run.id, instanceId: i.id }));
+    if (p.op === "kill" || p.op === "rerun") {
+      const reasons: string[] = [];
+      for (const scope of scopes) {
+        const r = p.op === "kill" ? this.engine.killRun(scope, now(), p.by) : this.engine.rerunFailed(scope, now(), p.by);
+        if (r.ok) records.push(...(await this.settle(r)));
+        else reasons.push(r.reason);
+      }
+      if (records.length === 0) throw new Error(reasons[0] ?? `nothing to ${p.op} in ${run.id}`);
+      return { runId: run.id, changed: this.describeChanges(records) };
+    }
+    const from: Record<"set-success" | "pause" | "resume", TaskState[]> = {
+      "set-success": ["failed", "killed"],
+      pause: ["not_run", "waiting"],
+      resume: ["paused"],
+    };
+    const allowed = from[p.op];
+    if (!allowed) unknownOp(p.op);
+    for (const inst of instances) {
+      for (const ti of inst.tasks.filter((t: TaskInstance) => allowed.includes(t.state))) {
+        const ref = { instanceId: inst.id, task: ti.task };
+        const r = p.op === "set-success" ? this.engine.setSuccess(ref, now(), p.by) : p.op === "pause" ? this.engine.pause(ref, now(), p.by) : this.engine.resume(ref, now(), p.by);
+        if (r.ok) records.push(...(await this.settle(r)));
+      }
+    }
+    if (records.length === 0) {
+      throw new Error(`nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${allowed.join(" or ")}`);
+    }
+    return { runId: run.id, changed: this.describeChanges(records) };
+  }
+
+  async rerunDownstream(p: RerunDownstreamParams): Promise<OperateResult> {
+    const run = this.runOf(p.run);
+    if (typeof p.task !== "string") throw new Error("rerun-downstream needs a task");
+    const inst = this.oneInstance(run, p, p.task);
+    const r = this.engine.rerunDownstream({ instanceId: inst.id, task: p.task }, p.only && p.only.length > 0 ? p.only : "all", Date.now(), p.by);
+    return { runId: run.id, changed: this.describeChanges(await this.settle(r)) };
+  }
+
+  private describeChanges(records: EngineRecord[]): string[] {
+    const out: string[] = [];
+    for (const r of records) {
+      if (r.type !== "task.state") continue;
+      const inst = this.engine.getInstance(r.instanceId);
+      out.push(`${r.task} on ${inst?.bizdate ?? r.instanceId}: ${r.from} → ${r.to}`);
+    }
+    return out;
+  }
+
+  async readLog(p: LogsReadParams): Promise<LogsReadResult> {
+    const run = this.runOf(p.run);
+    if (typeof p.task !== "string") throw new Error("logs needs a task");
+    const inst = this.oneInstance(run, p, p.task);
+    const ti = inst.tasks.find((t) => t.task === p.task)!;
+    if (ti.attempts.length === 0) {
+      throw new Error(`\`${p.task}\` on ${inst.bizdate} has not run yet (state ${ti.state}), so it has no log`);
+    }
+    const n = p.attempt ?? ti.attempts.length;
+    if (!Number.isInteger(n) || n < 1 || n > ti.attempts.length) {
+      throw new Error(`\`${p.task}\` on ${inst.bizdate} has attempt${ti.attempts.length > 1 ? "s 1–" : " "}${ti.attempts.length}, not ${n}`);
+    }
+    const key = { runId: run.id, instanceId: inst.id, task: p.task, attempt: n };
+    const { text, size } = await this.logs.read(key, p.offset ?? 0);
+    return { runId: run.id, instanceId: inst.id, task: p.task, attempt: n, state: ti.state, path: this.logs.pathFor(key), text, size };
+  }
+
+  // ----------------------------------------------------------------------------------
+  // Stop
+  // ----------------------------------------------------------------------------------
+
+  /** Kills running attempts (their ends are journaled), closes clients and the journal. */
+  stop(code = 0): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log("stopping");
+      if (this.wakeTimer) clearTimeout(this.wakeTimer);
+      this.api?.broadcast({ event: "stopping" });
+      await this.executor?.close();
+      // The exits the executor just reported are being journaled; let them finish.
+      await this.journal?.append([]).catch(() => undefined);
+      await this.api?.close();
+      await this.journal?.close();
+      const infoPath = join(this.stateDir, "runner.json");
+      try {
+        const info = JSON.parse(readFileSync(infoPath, "utf8")) as RunnerInfo;
+        if (info.pid === process.pid) unlinkSync(infoPath);
+      } catch {
+        // not ours, or gone
+      }
+      rmSync(join(this.stateDir, "runner.lock"), { force: true });
+      this.log(`stopped (${code})`);
+      process.exitCode = code;
+      this.resolveStopped();
+    })();
+    return this.stopping;
+  }
+}
+
+export class RunnerRunningError extends Error {}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function unknownOp(op: string): never {
+  throw new Error(`unknown operation ${JSON.stringify(op)}; expected kill, rerun, set-success, pause or resume`);
+}

@@ -1,0 +1,383 @@
+/**
+ * A warm pool of TS task workers (`runner/worker.ts`, dist/worker.js): Node processes,
+ * each the leader of its own process group, each running one task at a time and reused
+ * for the next, so a TS task costs an IPC round trip instead of a Node start (~50 ms).
+ *
+ * Policy:
+ * - At most `maxWorkers` processes (not counting ones being ended). Jobs beyond that
+ *   wait, first come first served.
+ * - `spares` idle (or starting) workers are kept ready beyond the queued jobs: when a job
+ *   takes a worker, a replacement starts in the background. A job goes to the idle worker
+ *   that finished a task most recently, so a chain of tasks keeps using one warm worker.
+ * - A worker is retired (its group ended) after `maxTasksPerWorker` tasks (bounding what
+ *   a long life accumulates: required bundles, leaks), after a task that crashed it
+ *   (uncaught exception), when it has been idle for `idleTimeoutMs`, and — with its whole
+ *   process group, the task's children included — when its task is killed.
+ * - A worker that dies before saying it is ready fails the queued jobs with its stderr,
+ *   rather than being started again and again.
+ *
+ * The frame protocol (fd 3, worker → runner) is described in `runner/worker.ts`; this
+ * module imports only its types, so the worker's code never loads in the runner.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import type { Readable } from "node:stream";
+import type { AttemptExit } from "../../protocol/runner";
+import type { FRAME_HEADER as WorkerFrameHeader, GRACE_ENV as WorkerGraceEnv, RunRequest, TaskContextData, TaskOutcome } from "../worker";
+import { killProcessGroup, MARKER_VAR, waitForTree } from "./process-tree";
+
+const FRAME_HEADER: typeof WorkerFrameHeader = 9;
+const GRACE_ENV: typeof WorkerGraceEnv = "TIDEFLOW_WORKER_GRACE_MS";
+
+export type TaskLogLevel = "debug" | "info" | "warn" | "error";
+
+const LOG_FRAMES: Record<string, TaskLogLevel> = { D: "debug", I: "info", W: "warn", E: "error" };
+
+/** One TS task to run. */
+export interface TaskJob {
+  /** Absolute path of the run's bundle. */
+  bundle: string;
+  workflow: string;
+  task: string;
+  ctx: TaskContextData;
+  /** Variables set in the worker's process.env while the task runs. */
+  env: Record<string, string>;
+}
+
+/** Where a job's events go (the executor writes them to the attempt's log). */
+export interface TaskSink {
+  /** The job was handed to worker `pid` (its process group id). */
+  started(pid: number): void;
+  /** Console and raw output. False: stop reading the worker until `drained()`. */
+  output(stream: "stdout" | "stderr", data: Buffer): boolean;
+  /** A ctx.log entry. False: stop reading the worker until `drained()`. */
+  log(level: TaskLogLevel, text: string): boolean;
+  drained(): Promise<void>;
+  /** Exactly once per job. */
+  ended(exit: AttemptExit): void;
+}
+
+export interface TaskHandle {
+  /**
+   * Ends the job: a running one by ending its worker's whole process group (SIGTERM, then
+   * SIGKILL after the grace period; `onEscalate` is told), its end then reported through
+   * the sink with the signal; a job still waiting for a worker ends at once, with an error.
+   * No-op once the job has ended.
+   */
+  kill(onEscalate?: () => void): void;
+}
+
+export interface PoolOptions {
+  workerPath: string;
+  /** The tasks' working directory: the workspace root. */
+  cwd: string;
+  maxWorkers: number;
+  killGraceMs: number;
+  /** Default 200. */
+  maxTasksPerWorker?: number;
+  /** Default 60 s. */
+  idleTimeoutMs?: number;
+  /** Idle workers kept ready; default 1. */
+  spares?: number;
+  /** The workers' environment; default: the runner's. */
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Job {
+  seq: number;
+  request: RunRequest;
+  sink: TaskSink;
+  /** Set while running. */
+  worker: Worker | undefined;
+  ended: boolean;
+}
+
+type WorkerState = "starting" | "idle" | "busy" | "retiring";
+
+interface Worker {
+  child: ChildProcess;
+  pid: number;
+  state: WorkerState;
+  job: Job | undefined;
+  tasks: number;
+  /** When it last finished a task (performance.now()); 0 for a fresh worker. */
+  lastUsed: number;
+  idleTimer: NodeJS.Timeout | undefined;
+  /** Unparsed tail of the frame pipe. */
+  pending: Buffer | undefined;
+  /** stderr before the ready frame: the reason if the worker never gets ready. */
+  startupErr: string;
+  exited: Promise<void>;
+}
+
+export class WorkerPool {
+  private readonly opts: Required<Omit<PoolOptions, "env">> & { env: NodeJS.ProcessEnv };
+  // Invariants: `workers` holds every live process (any state); a job is in `queue` xor
+  // has a `worker` xor has `ended`; a busy worker's `job` is that job.
+  private readonly workers = new Set<Worker>();
+  private readonly queue: Job[] = [];
+  private seq = 0;
+  private closing = false;
+
+  constructor(opts: PoolOptions) {
+    if (!(opts.maxWorkers >= 1)) throw new RangeError(`Expected maxWorkers to be a number from 1 and up, got ${opts.maxWorkers}`);
+    this.opts = {
+      maxTasksPerWorker: 200,
+      idleTimeoutMs: 60_000,
+      spares: 1,
+      ...opts,
+      env: opts.env ?? process.env,
+    };
+  }
+
+  /** Workers alive, any state. */
+  size(): number {
+    return this.workers.size;
+  }
+
+  /** Starts spare workers now, so that the first task does not wait for a Node start. */
+  prewarm(): void {
+    this.ensureCapacity(true);
+  }
+
+  run(job: TaskJob, sink: TaskSink): TaskHandle {
+    const seq = (this.seq = (this.seq % 0xffff_fffe) + 1);
+    const queued: Job = { seq, request: { type: "run", seq, ...job }, sink, worker: undefined, ended: false };
+    if (this.closing) {
+      this.end(queued, { error: "the runner is shutting down" });
+    } else {
+      this.queue.push(queued);
+      this.dispatch(true);
+    }
+    return { kill: (onEscalate) => this.kill(queued, onEscalate) };
+  }
+
+  /** Ends every worker (busy ones with the grace period) and fails queued jobs; resolves when all processes are gone. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const job of this.queue.splice(0)) this.end(job, { error: "the runner is shutting down" });
+    const exits = [...this.workers].map((w) => {
+      this.retire(w);
+      return w.exited;
+    });
+    await Promise.all(exits);
+  }
+
+  private kill(job: Job, onEscalate?: () => void): void {
+    if (job.ended) return;
+    const worker = job.worker;
+    if (!worker) {
+      this.queue.splice(this.queue.indexOf(job), 1);
+      this.end(job, { error: "killed while waiting for a task worker" });
+      return;
+    }
+    this.retire(worker, onEscalate);
+  }
+
+  private end(job: Job, exit: AttemptExit): void {
+    if (job.ended) return;
+    job.ended = true;
+    job.worker = undefined;
+    job.sink.ended(exit);
+  }
+
+  /**
+   * Hands queued jobs to idle workers, and starts workers for the rest — plus spares when
+   * `withSpares` (a job just arrived: the worker it took is replaced). Spares are topped up
+   * only on demand, so workers that idled out stay gone until TS tasks come again.
+   */
+  private dispatch(withSpares: boolean): void {
+    while (this.queue.length > 0) {
+      const worker = this.takeIdle();
+      if (!worker) break;
+      this.assign(worker, this.queue.shift()!);
+    }
+    this.ensureCapacity(withSpares);
+  }
+
+  /**
+   * The idle worker that finished a task most recently: it has the run's bundle loaded and
+   * its code warm; fresh spares come last, and the others may idle out.
+   */
+  private takeIdle(): Worker | undefined {
+    let found: Worker | undefined;
+    for (const w of this.workers) if (w.state === "idle" && (!found || w.lastUsed > found.lastUsed)) found = w;
+    return found;
+  }
+
+  private ensureCapacity(withSpares: boolean): void {
+    if (this.closing) return;
+    let ready = 0;
+    let live = 0;
+    for (const w of this.workers) {
+      if (w.state === "idle" || w.state === "starting") ready++;
+      if (w.state !== "retiring") live++;
+    }
+    const wanted = this.queue.length + (withSpares ? this.opts.spares : 0);
+    for (; ready < wanted && live < this.opts.maxWorkers; ready++, live++) this.spawn();
+  }
+
+  private assign(worker: Worker, job: Job): void {
+    clearTimeout(worker.idleTimer);
+    worker.state = "busy";
+    worker.job = job;
+    job.worker = worker;
+    job.sink.started(worker.pid);
+    try {
+      worker.child.send(job.request);
+    } catch {
+      this.retire(worker); // the channel is gone; the worker's exit ends the job
+    }
+  }
+
+  private spawn(): void {
+    let child: ChildProcess;
+    try {
+      child = fork(this.opts.workerPath, [], {
+        cwd: this.opts.cwd,
+        env: { ...this.opts.env, [GRACE_ENV]: String(this.opts.killGraceMs) },
+        // Not the runner's own flags (a loader, an inspector port).
+        execArgv: [],
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe", "pipe", "ipc"],
+        serialization: "json",
+      });
+    } catch (e) {
+      this.failQueue(`the task worker could not be started: ${(e as Error).message}`);
+      return;
+    }
+    if (child.pid === undefined) {
+      child.once("error", (e) => this.failQueue(`the task worker could not be started: ${e.message}`));
+      return;
+    }
+    const worker: Worker = {
+      child,
+      pid: child.pid,
+      state: "starting",
+      job: undefined,
+      tasks: 0,
+      lastUsed: 0,
+      idleTimer: undefined,
+      pending: undefined,
+      startupErr: "",
+      exited: Promise.resolve(),
+    };
+    this.workers.add(worker);
+    child.on("error", () => {}); // a failed send or kill; the exit handler cleans up
+    const frames = child.stdio[3] as Readable;
+    frames.on("data", (data: Buffer) => this.onFrames(worker, frames, data));
+    this.pipeOutput(worker, child.stdout!, "stdout");
+    this.pipeOutput(worker, child.stderr!, "stderr");
+    worker.exited = waitForTree(child, this.opts.killGraceMs).then((exit) => this.onExit(worker, exit.code, exit.signal));
+  }
+
+  private pipeOutput(worker: Worker, stream: Readable, name: "stdout" | "stderr"): void {
+    stream.on("data", (data: Buffer) => {
+      const job = worker.job;
+      if (job) {
+        if (!job.sink.output(name, data)) this.pauseUntilDrained(stream, job);
+      } else if (worker.state === "starting" && name === "stderr" && worker.startupErr.length < 4096) {
+        worker.startupErr += data.toString("utf8");
+      }
+    });
+  }
+
+  private pauseUntilDrained(stream: Readable, job: Job): void {
+    if (stream.isPaused()) return;
+    stream.pause();
+    void job.sink.drained().then(() => stream.resume());
+  }
+
+  private onFrames(worker: Worker, stream: Readable, data: Buffer): void {
+    const buf = worker.pending ? Buffer.concat([worker.pending, data]) : data;
+    let off = 0;
+    while (buf.length - off >= FRAME_HEADER) {
+      const length = buf.readUInt32LE(off + 5);
+      const end = off + FRAME_HEADER + length;
+      if (end > buf.length) break;
+      this.onFrame(worker, stream, String.fromCharCode(buf[off]), buf.readUInt32LE(off + 1), buf.subarray(off + FRAME_HEADER, end));
+      off = end;
+    }
+    worker.pending = off === buf.length ? undefined : buf.subarray(off);
+    // Don't pin a large chunk for a small tail.
+    if (worker.pending && off > 0 && worker.pending.length < 4096) worker.pending = Buffer.from(worker.pending);
+  }
+
+  private onFrame(worker: Worker, stream: Readable, kind: string, seq: number, payload: Buffer): void {
+    if (kind === "R") {
+      if (worker.state === "starting") {
+        worker.state = "idle";
+        worker.startupErr = "";
+        this.becameIdle(worker);
+      }
+      return;
+    }
+    const job = worker.job;
+    if (!job || job.seq !== seq) return; // output of a task that has ended
+    if (kind === "o" || kind === "e") {
+      if (!job.sink.output(kind === "o" ? "stdout" : "stderr", payload)) this.pauseUntilDrained(stream, job);
+    } else if (kind in LOG_FRAMES) {
+      if (!job.sink.log(LOG_FRAMES[kind], payload.toString("utf8"))) this.pauseUntilDrained(stream, job);
+    } else if (kind === "F") {
+      // Being killed: the job ends with the worker's exit (its signal). The task may have
+      // settled only because the kill's SIGTERM ended its children before the worker saw it.
+      if (worker.state === "retiring") return;
+      let outcome: TaskOutcome;
+      try {
+        outcome = JSON.parse(payload.toString("utf8")) as TaskOutcome;
+      } catch {
+        outcome = { ok: false, error: "the task worker sent an unreadable result", retire: true };
+      }
+      worker.job = undefined;
+      worker.tasks++;
+      worker.lastUsed = performance.now();
+      this.end(job, outcome.ok ? { exitCode: 0 } : outcome.setup ? { error: outcome.error } : { exitCode: 1, error: outcome.error });
+      if (outcome.retire || worker.tasks >= this.opts.maxTasksPerWorker || this.closing) {
+        this.retire(worker);
+      } else {
+        worker.state = "idle";
+        this.becameIdle(worker);
+      }
+      this.dispatch(false);
+    }
+  }
+
+  private becameIdle(worker: Worker): void {
+    worker.idleTimer = setTimeout(() => {
+      if (worker.state === "idle") this.retire(worker);
+    }, this.opts.idleTimeoutMs);
+    worker.idleTimer.unref();
+    this.dispatch(false);
+  }
+
+  /**
+   * Ends the worker's process group — and, when it runs a task, the processes marked as
+   * that attempt's that left the group; `onExit` follows.
+   */
+  private retire(worker: Worker, onEscalate?: () => void): void {
+    if (worker.state === "retiring") return;
+    worker.state = "retiring";
+    clearTimeout(worker.idleTimer);
+    void killProcessGroup(worker.pid, this.opts.killGraceMs, onEscalate, worker.job?.request.env[MARKER_VAR]);
+  }
+
+  private onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    const wasStarting = worker.state === "starting";
+    this.workers.delete(worker);
+    clearTimeout(worker.idleTimer);
+    worker.state = "retiring";
+    const job = worker.job;
+    worker.job = undefined;
+    if (job) this.end(job, { ...(code !== null ? { exitCode: code } : {}), ...(signal !== null ? { signal } : {}) });
+    if (wasStarting && !this.closing) {
+      const how = signal ? `signal ${signal}` : `exit code ${code}`;
+      const stderr = worker.startupErr.trim();
+      this.failQueue(`the task worker exited (${how}) before it was ready${stderr ? `: ${stderr}` : ""}`);
+      return;
+    }
+    this.dispatch(false);
+  }
+
+  private failQueue(error: string): void {
+    for (const job of this.queue.splice(0)) this.end(job, { error });
+  }
+}

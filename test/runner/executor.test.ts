@@ -1,0 +1,567 @@
+/**
+ * The executor (runner/exec/) with real processes: shell tasks (environment, exit codes,
+ * logs, killing whole trees, SIGKILL after the grace) and TS tasks in the worker pool
+ * (ctx, ctx.log and console lines, failures, workspace packages, kills, worker reuse).
+ * "Nothing is left" is checked with the OS: marked processes in /proc and the process group.
+ *
+ * Needs `npm run build` first (dist/worker.js, dist/sdk.js).
+ * Run: `node --import tsx --test test/runner/executor.test.ts`.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { AttemptExit, StartEffect } from "../../protocol/runner";
+import { bundlePath, bundleWorkflow } from "../../runner/exec/bundle";
+import { Executor, type ExecutorOptions } from "../../runner/exec/executor";
+import { WorkerPool } from "../../runner/exec/pool";
+import { findMarkedProcesses, processGroupAlive } from "../../runner/exec/process-tree";
+import { attemptMarker } from "../../runner/exec/shell";
+import { LogStore } from "../../runner/logs";
+
+const REPO = resolve(__dirname, "../..");
+const WORKER = join(REPO, "dist/worker.js");
+const SDK = join(REPO, "dist/sdk.js");
+const GRACE_MS = 300;
+const LINE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} (stdout|stderr|system) (DEBUG|INFO|WARN|ERROR) (.*)$/;
+
+interface Outcome {
+  exit: AttemptExit;
+  /** From onSpawn; undefined when nothing was spawned. */
+  pid: number | undefined;
+  /** `stream LEVEL message` per log line. */
+  entries: string[];
+  marker: string;
+  ms: number;
+}
+
+/** An executor over a temp workspace, with each start's outcome as a promise. */
+class Harness {
+  readonly logs: LogStore;
+  readonly executor: Executor;
+  private readonly waiting = new Map<string, (o: Outcome) => void>();
+  private readonly pids = new Map<string, number>();
+  private readonly startedAt = new Map<string, number>();
+  private readonly violations: string[] = [];
+
+  constructor(
+    readonly root: string,
+    opts: Partial<ExecutorOptions> = {},
+  ) {
+    const stateDir = join(root, ".tideflow");
+    this.logs = new LogStore(stateDir);
+    this.executor = new Executor({
+      root,
+      stateDir,
+      logs: this.logs,
+      workerPath: WORKER,
+      killGraceMs: GRACE_MS,
+      maxWorkers: 4,
+      ...opts,
+      onSpawn: (effect, pid) => {
+        const id = attemptMarker(effect);
+        if (this.pids.has(id)) this.violations.push(`onSpawn twice for ${id}`);
+        this.pids.set(id, pid);
+      },
+      onExit: (effect, exit) => {
+        const id = attemptMarker(effect);
+        const done = this.waiting.get(id);
+        if (!done) {
+          this.violations.push(`onExit without a pending start (or twice) for ${id}`);
+          return;
+        }
+        this.waiting.delete(id);
+        // onExit comes after the log is closed: the end line must already be in the file.
+        const path = this.logs.pathFor(effect);
+        const entries = existsSync(path)
+          ? readFileSync(path, "utf8")
+              .split("\n")
+              .filter(Boolean)
+              .map((line) => {
+                const m = LINE.exec(line);
+                assert.ok(m, `not a log line: ${JSON.stringify(line)}`);
+                return `${m[1]} ${m[2]} ${m[3]}`;
+              })
+          : [];
+        done({ exit, pid: this.pids.get(id), entries, marker: id, ms: Date.now() - this.startedAt.get(id)! });
+      },
+    });
+  }
+
+  start(effect: StartEffect): Promise<Outcome> {
+    const id = attemptMarker(effect);
+    const outcome = new Promise<Outcome>((resolveOutcome) => this.waiting.set(id, resolveOutcome));
+    this.startedAt.set(id, Date.now());
+    this.executor.start(effect);
+    return outcome;
+  }
+
+  /** Resolves with the first log line of the attempt whose message matches. */
+  line(effect: StartEffect, pattern: RegExp): Promise<string> {
+    return new Promise((resolveLine) => {
+      const off = this.logs.subscribe(effect, (_key, lines) => {
+        const hit = lines.find((l) => pattern.test(LINE.exec(l)?.[3] ?? ""));
+        if (hit) {
+          off();
+          resolveLine(hit);
+        }
+      });
+    });
+  }
+
+  kill(effect: StartEffect, reason: "operator" | "timeout" = "operator"): void {
+    this.executor.kill({ type: "kill", runId: effect.runId, instanceId: effect.instanceId, task: effect.task, attempt: effect.attempt, reason });
+  }
+
+  async close(): Promise<void> {
+    await this.executor.close();
+    assert.deepEqual(this.violations, []);
+    assert.equal(this.waiting.size, 0, "starts without onExit");
+  }
+}
+
+// Markers are global to the machine (/proc): a test process running this file beside
+// another one must not see the other's processes.
+const INSTANCE = `run-1@${process.pid}`;
+let serial = 0;
+function effect(over: Partial<StartEffect> = {}): StartEffect {
+  serial++;
+  return {
+    type: "start",
+    runId: "run-1",
+    instanceId: INSTANCE,
+    workflow: "daily_sales",
+    file: "daily-sales.flow.ts",
+    task: `task_${serial}`,
+    kind: "shell",
+    command: "true",
+    attempt: 1,
+    bizdate: "2026-11-19",
+    cyctime: "2026-11-20T02:30:00+08:00",
+    params: {},
+    ...over,
+  };
+}
+
+/** Nothing of the attempt runs any more, by the OS's account. */
+function assertNothingLeft(o: Outcome): void {
+  assert.deepEqual(findMarkedProcesses(o.marker), [], `processes marked ${o.marker} still alive`);
+  assert.ok(o.pid !== undefined);
+  assert.equal(processGroupAlive(o.pid), false, `process group ${o.pid} still alive`);
+}
+
+let root: string;
+let h: Harness;
+
+before(async () => {
+  root = realpathSync(await mkdtemp(join(tmpdir(), "tideflow-exec-")));
+  h = new Harness(root);
+});
+
+after(async () => {
+  try {
+    await h.close();
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+describe("shell tasks", () => {
+  test("environment: dates, workflow, task, attempt, params, marker; cwd is the workspace root", async () => {
+    const e = effect({
+      attempt: 3,
+      params: { region: "east", "page-size": "500", QUOTE: "it's \"quoted\"" },
+      command: 'echo "$BIZDATE|$BIZDATE_ISO|$CYCTIME|$TIDEFLOW_WORKFLOW|$TIDEFLOW_TASK|$TIDEFLOW_ATTEMPT"; echo "$PARAM_REGION|$PARAM_PAGE_SIZE|$PARAM_QUOTE"; echo "$TIDEFLOW_ATTEMPT_ID"; pwd -P',
+    });
+    const o = await h.start(e);
+    assert.deepEqual(o.exit, { exitCode: 0 });
+    const out = o.entries.filter((l) => l.startsWith("stdout "));
+    assert.deepEqual(out, [
+      `stdout INFO 20261119|2026-11-19|2026-11-20T02:30:00+08:00|daily_sales|${e.task}|3`,
+      `stdout INFO east|500|it's "quoted"`,
+      `stdout INFO ${INSTANCE}/${e.task}/3`,
+      `stdout INFO ${root}`,
+    ]);
+  });
+
+  test("exit codes", async () => {
+    const [ok, three, term] = await Promise.all([
+      h.start(effect({ command: "exit 0" })),
+      h.start(effect({ command: "echo failing >&2; exit 3" })),
+      h.start(effect({ command: "kill -TERM $$" })),
+    ]);
+    assert.deepEqual(ok.exit, { exitCode: 0 });
+    assert.deepEqual(three.exit, { exitCode: 3 });
+    assert.match(three.entries.at(-1)!, /^system ERROR attempt 1 failed: exit code 3 after \d+ms$/);
+    assert.deepEqual(term.exit, { signal: "SIGTERM" });
+  });
+
+  test("log: stdout INFO, stderr WARN, partial last line, system lines for start and end", async () => {
+    const e = effect({ command: "echo out; echo err >&2; printf 'a\\r\\nb'" });
+    const o = await h.start(e);
+    assert.ok(o.pid !== undefined);
+    assert.equal(o.entries[0], `system INFO attempt 1 started (pid ${o.pid}): bash -c ${e.command}`);
+    assert.deepEqual(o.entries.slice(1, -1).sort(), ["stderr WARN err", "stdout INFO a", "stdout INFO b", "stdout INFO out"]);
+    assert.match(o.entries.at(-1)!, /^system INFO attempt 1 finished: exit code 0 after \d+ms$/);
+  });
+
+  test("kill ends the whole tree: a backgrounded child and a grandchild", async () => {
+    const e = effect({ command: "sleep 300 & bash -c 'sleep 300; true'; wait" });
+    const running = h.start(e);
+    const marker = attemptMarker(e);
+    // bash, the background sleep, the inner bash and its sleep.
+    const deadline = Date.now() + 5000;
+    while (findMarkedProcesses(marker).length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(findMarkedProcesses(marker).length, 4);
+    h.kill(e);
+    const o = await running;
+    assert.deepEqual(o.exit, { signal: "SIGTERM" });
+    assert.ok(o.entries.includes(`system WARN kill requested (operator): SIGTERM to process group ${o.pid}, SIGKILL after ${GRACE_MS}ms`), o.entries.join("\n"));
+    assert.match(o.entries.at(-1)!, /^system WARN attempt 1 ended: killed by SIGTERM after \d+ms$/);
+    assertNothingLeft(o);
+    // A kill for an attempt that has ended is a no-op.
+    h.kill(e);
+  });
+
+  test("a child that ignores SIGTERM is SIGKILLed after the grace period", async () => {
+    const e = effect({ command: "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.05; done" });
+    const running = h.start(e);
+    await h.line(e, /^ready$/);
+    const killedAt = Date.now();
+    h.kill(e, "timeout");
+    const o = await running;
+    assert.deepEqual(o.exit, { signal: "SIGKILL" });
+    assert.ok(Date.now() - killedAt >= GRACE_MS - 20, "SIGKILL before the grace period ended");
+    assert.ok(o.entries.includes("stdout INFO got TERM"), o.entries.join("\n"));
+    assert.ok(o.entries.some((l) => l.startsWith("system WARN kill requested (timeout)")));
+    assert.ok(o.entries.includes(`system WARN still running ${GRACE_MS}ms after SIGTERM: SIGKILL to process group ${o.pid}`));
+    assertNothingLeft(o);
+  });
+
+  test("processes left behind by a task that exited are ended, and its exit code kept", async () => {
+    const o = await h.start(effect({ command: "sleep 300 & echo leaving" }));
+    assert.deepEqual(o.exit, { exitCode: 0 });
+    assert.ok(o.entries.includes(`system WARN the main process exited but left processes in group ${o.pid}: ending them`));
+    assertNothingLeft(o);
+  });
+
+  test("kill also ends processes that left the group (setsid) but carry the attempt's marker", async () => {
+    const e = effect({ command: "setsid sleep 300 & sleep 300" });
+    const running = h.start(e);
+    const marker = attemptMarker(e);
+    // Wait for the sleep that made a session of its own (pgid == its pid, not the attempt's).
+    const escaped = (): number[] =>
+      findMarkedProcesses(marker).filter((pid) => {
+        const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+        return stat.includes("(sleep)") && Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) === pid;
+      });
+    const deadline = Date.now() + 5000;
+    while (escaped().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(escaped().length, 1);
+    h.kill(e);
+    const o = await running;
+    assert.deepEqual(o.exit, { signal: "SIGTERM" });
+    assertNothingLeft(o);
+  });
+
+  test("an attempt ends when its process exits even if an escaped process holds its output open", async () => {
+    // The pause lets the background child leave the group before bash exits (otherwise it
+    // is still in the group, a leftover, and ended).
+    const e = effect({ command: "setsid sleep 300 & sleep 0.3; echo bye" });
+    try {
+      const o = await h.start(e);
+      assert.deepEqual(o.exit, { exitCode: 0 });
+      assert.ok(o.entries.includes("stdout INFO bye"));
+      assert.ok(o.ms < 5000, `took ${o.ms} ms`);
+      // Not killed on a normal exit: it left the attempt's group on purpose.
+      assert.equal(findMarkedProcesses(o.marker).length, 1);
+    } finally {
+      for (const pid of findMarkedProcesses(attemptMarker(e))) process.kill(pid, "SIGKILL");
+    }
+  });
+
+  test("a spawn failure comes back through onExit with an error and a log line", async () => {
+    const missing = new Harness(join(root, "no-such-dir"));
+    try {
+      const o = await missing.start(effect());
+      assert.equal(o.pid, undefined);
+      assert.equal(o.exit.exitCode, undefined);
+      assert.match(o.exit.error ?? "", /^could not start bash: .*ENOENT/);
+      assert.match(o.entries.at(-1)!, /^system ERROR attempt 1 failed to start: could not start bash/);
+    } finally {
+      await missing.close();
+    }
+  });
+});
+
+const WORKFLOW = `
+import { workflow, task } from "tideflow";
+import { spawn } from "node:child_process";
+import { shout } from "fakepkg";
+import { twice } from "./lib/helpers";
+
+export const info = task("info", async (ctx) => {
+  ctx.log.info("ctx %s", JSON.stringify({ bizdate: ctx.bizdate, cyctime: ctx.cyctime, params: ctx.params, attempt: ctx.attempt, workflow: ctx.workflow, task: ctx.task }));
+  ctx.log.debug("debug line");
+  ctx.log.warn("warn line");
+  ctx.log.error("error", 42, { k: "v" });
+  console.log("console line");
+  console.error("console err");
+  process.stdout.write("partial ");
+  process.stdout.write("line\\n");
+  console.log("env", process.env.BIZDATE, process.env.PARAM_REGION, process.env.TIDEFLOW_ATTEMPT_ID);
+  console.log(shout("pkg"), twice(21));
+});
+export const noop = task("noop", () => {});
+export const boom = task("boom", async () => {
+  throw new Error("boom: bad input");
+});
+export const asyncCrash = task("async_crash", () => {
+  setTimeout(() => { throw new Error("thrown from a timer"); }, 1);
+  return new Promise(() => {});
+});
+export const exits = task("exits", () => process.exit(7));
+export const sleeper = task("sleeper", async (ctx) => {
+  const child = spawn("sleep", ["300"], { stdio: "ignore" });
+  console.log("spawned", child.pid, "aborted:", ctx.signal.aborted);
+  await new Promise((r) => child.on("exit", r));
+  console.log("sleep ended; aborted:", ctx.signal.aborted);
+});
+export const stubborn = task("stubborn", async () => {
+  console.log("ignoring the signal");
+  await new Promise(() => setInterval(() => {}, 1000));
+});
+export default workflow("tsflow", { tasks: [info, noop, boom, asyncCrash, exits, sleeper, stubborn] });
+`;
+
+describe("TS tasks", () => {
+  const runId = "run-ts";
+  // A fresh workflow instance per attempt, so that every attempt (marker) is unique.
+  const ts = (task: string, over: Partial<StartEffect> = {}): StartEffect =>
+    effect({ runId, instanceId: `${runId}@${process.pid}.${serial}`, workflow: "tsflow", kind: "task", command: undefined, task, ...over });
+
+  before(async () => {
+    await mkdir(join(root, "node_modules/fakepkg"), { recursive: true });
+    await writeFile(join(root, "node_modules/fakepkg/package.json"), JSON.stringify({ name: "fakepkg", version: "1.0.0", main: "index.js" }));
+    await writeFile(join(root, "node_modules/fakepkg/index.js"), 'exports.shout = (s) => s.toUpperCase() + "!";\n');
+    await mkdir(join(root, "lib"), { recursive: true });
+    await writeFile(join(root, "lib/helpers.ts"), "export const twice = (n: number): number => n * 2;\n");
+    await writeFile(join(root, "tsflow.flow.ts"), WORKFLOW);
+    const r = await bundleWorkflow("tsflow.flow.ts", bundlePath(join(root, ".tideflow"), runId), { root, sdkPath: SDK });
+    assert.deepEqual(r, { ok: true });
+  });
+
+  test("bundling errors are one readable message with file:line:column", async () => {
+    await writeFile(join(root, "bad.flow.ts"), 'import { workflow } from "tideflow";\nexport default workflow("bad", { tasks: [ });\n');
+    const r = await bundleWorkflow(join(root, "bad.flow.ts"), join(root, ".tideflow/bundles/bad.cjs"), { root, sdkPath: SDK });
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.error : "", /^bad\.flow\.ts:2:\d+: /);
+    assert.ok(!existsSync(join(root, ".tideflow/bundles/bad.cjs")));
+    const missing = await bundleWorkflow("nope.flow.ts", join(root, ".tideflow/bundles/nope.cjs"), { root, sdkPath: SDK });
+    assert.equal(missing.ok, false);
+  });
+
+  test("ctx fields, ctx.log levels, console output, env, workspace packages and relative imports", async () => {
+    const e = ts("info", { attempt: 2, params: { region: "east" } });
+    const o = await h.start(e);
+    assert.deepEqual(o.exit, { exitCode: 0 }, o.entries.join("\n"));
+    const ctx = { bizdate: "2026-11-19", cyctime: "2026-11-20T02:30:00+08:00", params: { region: "east" }, attempt: 2, workflow: "tsflow", task: "info" };
+    assert.match(o.entries[0], new RegExp(`^system INFO attempt 2 started \\(pid ${o.pid}\\): task info of workflow tsflow in a task worker`));
+    assert.deepEqual(o.entries.slice(1, -1), [
+      `stdout INFO ctx ${JSON.stringify(ctx)}`,
+      "stdout DEBUG debug line",
+      "stderr WARN warn line",
+      "stderr ERROR error 42 { k: 'v' }",
+      "stdout INFO console line",
+      "stderr WARN console err",
+      "stdout INFO partial line",
+      `stdout INFO env 20261119 east ${e.instanceId}/info/2`,
+      "stdout INFO PKG! 42",
+    ]);
+    assert.match(o.entries.at(-1)!, /^system INFO attempt 2 finished: exit code 0 after \d+ms$/);
+  });
+
+  test("a worker is reused for the next task, and its environment is restored", async () => {
+    const first = await h.start(ts("noop"));
+    const e = ts("info", { params: {} });
+    const second = await h.start(e);
+    assert.deepEqual(first.exit, { exitCode: 0 });
+    assert.deepEqual(second.exit, { exitCode: 0 });
+    assert.equal(second.pid, first.pid);
+    // PARAM_REGION of the earlier info run is gone.
+    assert.ok(second.entries.includes(`stdout INFO env 20261119 undefined ${e.instanceId}/info/1`), second.entries.join("\n"));
+  });
+
+  test("a task that throws fails with its message; the stack is in the log", async () => {
+    const o = await h.start(ts("boom"));
+    assert.deepEqual(o.exit, { exitCode: 1, error: "boom: bad input" });
+    assert.ok(o.entries.includes("stderr WARN Error: boom: bad input"), o.entries.join("\n"));
+    // Source maps: the stack points into the workflow file.
+    assert.ok(o.entries.some((l) => /^stderr WARN +at .*tsflow\.flow\.ts:\d+:\d+/.test(l)), o.entries.join("\n"));
+    assert.match(o.entries.at(-1)!, /^system ERROR attempt 1 failed: exit code 1 after \d+ms: boom: bad input$/);
+  });
+
+  test("an uncaught exception fails the task, and its worker is not reused", async () => {
+    const o = await h.start(ts("async_crash"));
+    assert.deepEqual(o.exit, { exitCode: 1, error: "thrown from a timer" });
+    const next = await h.start(ts("noop"));
+    assert.deepEqual(next.exit, { exitCode: 0 });
+    assert.notEqual(next.pid, o.pid);
+  });
+
+  test("a worker that exits mid-task reports its exit code", async () => {
+    const o = await h.start(ts("exits"));
+    assert.deepEqual(o.exit, { exitCode: 7 });
+    assertNothingLeft(o);
+  });
+
+  test("kill ends the worker and the task's children; ctx.signal is aborted", async () => {
+    const e = ts("sleeper");
+    const running = h.start(e);
+    await h.line(e, /^spawned \d+ aborted: false$/);
+    assert.equal(findMarkedProcesses(attemptMarker(e)).length, 1, "the sleep child carries the marker");
+    h.kill(e);
+    const o = await running;
+    assert.deepEqual(o.exit, { signal: "SIGTERM" });
+    assertNothingLeft(o);
+    const next = await h.start(ts("noop"));
+    assert.notEqual(next.pid, o.pid, "a killed worker was reused");
+  });
+
+  test("a task that ignores the abort is SIGKILLed after the grace period", async () => {
+    const e = ts("stubborn");
+    const running = h.start(e);
+    await h.line(e, /^ignoring the signal$/);
+    h.kill(e, "timeout");
+    const o = await running;
+    assert.deepEqual(o.exit, { signal: "SIGKILL" });
+    assert.ok(o.entries.some((l) => l.startsWith("system WARN still running")), o.entries.join("\n"));
+    assertNothingLeft(o);
+  });
+
+  test("a task whose run has no bundle fails with an error, without an exit code", async () => {
+    const o = await h.start(ts("noop", { runId: "run-without-bundle" }));
+    assert.equal(o.exit.exitCode, undefined);
+    assert.match(o.exit.error ?? "", /run-without-bundle\.cjs does not exist/);
+    const unknown = await h.start(ts("no_such_task"));
+    assert.match(unknown.exit.error ?? "", /workflow tsflow has no task no_such_task/);
+  });
+});
+
+const RUNNER_STUB = `
+import { join } from "node:path";
+import { Executor } from ${JSON.stringify(join(REPO, "runner/exec/executor"))};
+import { LogStore } from ${JSON.stringify(join(REPO, "runner/logs"))};
+const [root, workerPath, effectJson] = process.argv.slice(2);
+const effect = JSON.parse(effectJson);
+const logs = new LogStore(join(root, ".tideflow"));
+const executor = new Executor({
+  root, stateDir: join(root, ".tideflow"), logs, workerPath, killGraceMs: 300,
+  onSpawn: (_e, pid) => process.stdout.write("worker " + pid + "\\n"),
+  onExit: () => {},
+});
+logs.subscribe(effect, (_k, lines) => {
+  if (lines.some((l) => l.includes("spawned"))) process.stdout.write("ready\\n");
+});
+executor.start(effect);
+`;
+
+describe("worker pool", () => {
+  /** Runs jobs on `pool` one after another; their worker pids and exits. */
+  async function runJobs(pool: WorkerPool, tasks: string[]): Promise<{ pid?: number; exit: AttemptExit }[]> {
+    const out: { pid?: number; exit: AttemptExit }[] = [];
+    for (const task of tasks) {
+      out.push(
+        await new Promise((resolveJob) => {
+          let pid: number | undefined;
+          pool.run(
+            { bundle: bundlePath(join(root, ".tideflow"), "run-ts"), workflow: "tsflow", task, ctx: { bizdate: "2026-11-19", cyctime: "", params: {}, attempt: 1, workflow: "tsflow", task }, env: {} },
+            { started: (p) => (pid = p), output: () => true, log: () => true, drained: async () => {}, ended: (exit) => resolveJob({ pid, exit }) },
+          );
+        }),
+      );
+    }
+    return out;
+  }
+
+  test("a worker is recycled after maxTasksPerWorker tasks; idle workers shut down and are not replaced", async () => {
+    const pool = new WorkerPool({ workerPath: WORKER, cwd: root, maxWorkers: 2, killGraceMs: GRACE_MS, maxTasksPerWorker: 2, idleTimeoutMs: 300 });
+    try {
+      const [a, b, c] = await runJobs(pool, ["noop", "noop", "noop"]);
+      assert.deepEqual([a.exit, b.exit, c.exit], [{ exitCode: 0 }, { exitCode: 0 }, { exitCode: 0 }]);
+      assert.equal(a.pid, b.pid);
+      assert.notEqual(c.pid, a.pid);
+      const deadline = Date.now() + 3000;
+      while (pool.size() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(pool.size(), 0, "idle workers still alive");
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(pool.size(), 0, "an idled-out worker was started again");
+      assert.equal(processGroupAlive(c.pid!), false);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("a worker that cannot start fails the job with its reason", async () => {
+    const pool = new WorkerPool({ workerPath: join(root, "no-such-worker.js"), cwd: root, maxWorkers: 1, killGraceMs: GRACE_MS });
+    try {
+      const [r] = await runJobs(pool, ["noop"]);
+      assert.equal(r.pid, undefined);
+      assert.match(r.exit.error ?? "", /^the task worker exited \(exit code 1\) before it was ready: .*Cannot find module/s);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe("runner death", () => {
+  test("a worker whose runner died (kill -9) ends its task's whole process group", async () => {
+    const stub = join(root, "runner-stub.ts");
+    await writeFile(stub, RUNNER_STUB);
+    const e = effect({ runId: "run-ts", instanceId: `run-ts@${process.pid}.orphaned`, workflow: "tsflow", kind: "task", task: "sleeper", command: undefined });
+    const runner = spawn(process.execPath, ["--import", "tsx", stub, root, WORKER, JSON.stringify(e)], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    await new Promise<void>((resolveReady, reject) => {
+      runner.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes("ready\n")) resolveReady();
+      });
+      runner.on("exit", (code) => reject(new Error(`runner stub exited (${code}) before the task ran: ${out}`)));
+    });
+    const workerPid = Number(/worker (\d+)/.exec(out)![1]);
+    const marker = attemptMarker(e);
+    assert.equal(findMarkedProcesses(marker).length, 1);
+    assert.ok(processGroupAlive(workerPid));
+    runner.kill("SIGKILL");
+    const deadline = Date.now() + 5000;
+    while ((processGroupAlive(workerPid) || findMarkedProcesses(marker).length > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(findMarkedProcesses(marker), []);
+    assert.equal(processGroupAlive(workerPid), false);
+  });
+});
+
+describe("close", () => {
+  test("kills every attempt's tree and every worker; each start still gets its onExit", async () => {
+    const own = new Harness(root);
+    const shell = effect({ command: "sleep 300 & sleep 300" });
+    const task = effect({ runId: "run-ts", instanceId: `run-ts@${process.pid}.close`, workflow: "tsflow", kind: "task", task: "sleeper", command: undefined });
+    const outcomes = [own.start(shell), own.start(task)];
+    await own.line(task, /^spawned/);
+    assert.equal(own.executor.active(), 2);
+    await own.close();
+    const [s, t] = await Promise.all(outcomes);
+    assert.deepEqual(s.exit, { signal: "SIGTERM" });
+    assert.deepEqual(t.exit, { signal: "SIGTERM" });
+    assert.ok(s.entries.some((l) => l.startsWith("system WARN kill requested (runner shutting down)")));
+    assertNothingLeft(s);
+    assertNothingLeft(t);
+    assert.equal(own.executor.active(), 0);
+    const late = await own.start(effect());
+    assert.deepEqual(late.exit, { error: "the runner is shutting down" });
+  });
+});

@@ -1,0 +1,267 @@
+/**
+ * Test and backfill runs as a user makes them: the real CLI, the real runner in the
+ * background, real shell and TS task processes. Every operation of SPEC §3 and its refusal.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, test } from "node:test";
+import type { Run, TaskInstance } from "../../protocol/runner";
+import { findMarkedProcesses, processGroupAlive } from "../../runner/exec/process-tree";
+import type { RunDocument } from "../../runner/cli-format";
+import { type Workspace, until, workspace } from "./fixture";
+
+let ws: Workspace;
+
+const FLOWS: Record<string, string> = {
+  "chain.flow.ts": `import { workflow, shell, task } from "tideflow";
+export const a = shell("a", { params: { GREETING: "hi there" } },
+  'echo "a $BIZDATE $BIZDATE_ISO $CYCTIME $TIDEFLOW_WORKFLOW $TIDEFLOW_TASK $TIDEFLOW_ATTEMPT $PARAM_GREETING"');
+export const b = shell("b", { upstream: [a] }, "echo b-out; echo b-err >&2");
+export const c = task("c", { upstream: [b] }, async (ctx) => { ctx.log.info("c saw " + ctx.bizdate + " " + ctx.cyctime); });
+export default workflow("chain", { schedule: "30 2 * * *", timezone: "Asia/Shanghai", tasks: [a, b, c] });
+`,
+  "long.flow.ts": `import { workflow, shell } from "tideflow";
+export const slow = shell("slow", "echo started; sleep 300 & bash -c 'sleep 300' & wait");
+export const next = shell("next", { upstream: [slow] }, "echo next");
+export default workflow("long", { tasks: [slow, next] });
+`,
+  "flaky.flow.ts": `import { workflow, shell } from "tideflow";
+export const flaky = shell("flaky", { retries: 1, retryDelay: "100ms" }, "echo try $TIDEFLOW_ATTEMPT; exit 3");
+export const next = shell("next", { upstream: [flaky] }, "echo next ran");
+export default workflow("flaky", { tasks: [flaky, next] });
+`,
+  "gate.flow.ts": `import { workflow, shell } from "tideflow";
+export const gate = shell("gate", "while [ ! -f go ]; do sleep 0.05; done");
+export const later = shell("later", { upstream: [gate] }, "echo later");
+export default workflow("gate", { tasks: [gate, later] });
+`,
+  "timeout.flow.ts": `import { workflow, shell } from "tideflow";
+export const stuck = shell("stuck", { timeout: "300ms" }, "trap '' TERM; sleep 300 & wait");
+export default workflow("timeout", { tasks: [stuck] });
+`,
+};
+
+before(async () => {
+  ws = workspace(FLOWS);
+  const r = await ws.cli(["runner", "start"]);
+  assert.equal(r.code, 0, r.stderr);
+});
+after(() => ws.dispose());
+
+async function getRun(id: string): Promise<Run> {
+  const client = await ws.client();
+  try {
+    return await client.request("runs.get", { run: id });
+  } finally {
+    client.close();
+  }
+}
+
+function taskOf(run: Run, task: string, i = 0): TaskInstance {
+  return run.instances[i].tasks.find((t) => t.task === task)!;
+}
+
+test("test runs a workflow for one bizdate, waits, and prints the SPEC's JSON document", async () => {
+  const r = await ws.cli(["test", "chain.flow.ts", "--date", "2026-11-19", "--json"]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const doc = JSON.parse(r.stdout) as RunDocument;
+  assert.equal(doc.kind, "test");
+  assert.equal(doc.state, "success");
+  assert.equal(doc.instances.length, 1);
+  assert.equal(doc.instances[0].bizdate, "2026-11-19");
+  assert.equal(doc.instances[0].cyctime, "2026-11-20T02:30:00+08:00");
+  assert.deepEqual(
+    doc.instances[0].tasks.map((t) => [t.task, t.state, t.attempts, t.exitCode]),
+    [["a", "success", 1, 0], ["b", "success", 1, 0], ["c", "success", 1, 0]],
+  );
+  for (const t of doc.instances[0].tasks) assert.ok(t.startedAt! <= t.endedAt!);
+
+  const logA = await ws.cli(["logs", doc.id, "a"]);
+  assert.match(logA.stdout, /stdout INFO a 20261119 2026-11-19 2026-11-20T02:30:00\+08:00 chain a 1 hi there$/m);
+  assert.match(logA.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d system INFO /m);
+  const logB = await ws.cli(["logs", doc.id, "b"]);
+  assert.match(logB.stdout, / stdout INFO b-out$/m);
+  assert.match(logB.stdout, / stderr WARN b-err$/m);
+  const logC = await ws.cli(["logs", doc.id, "c"]);
+  assert.match(logC.stdout, / stdout INFO c saw 2026-11-19 2026-11-20T02:30:00\+08:00$/m);
+});
+
+test("a failing task is retried after retryDelay, then fails; set-success lets its downstream run", async () => {
+  const r = await ws.cli(["test", "flaky.flow.ts", "--json"]);
+  assert.equal(r.code, 1, r.stderr);
+  const doc = JSON.parse(r.stdout) as RunDocument;
+  const [flaky, next] = doc.instances[0].tasks;
+  assert.deepEqual([flaky.state, flaky.attempts, flaky.exitCode], ["failed", 2, 3]);
+  assert.equal(next.state, "not_run");
+  const log1 = await ws.cli(["logs", doc.id, "flaky", "--attempt", "1"]);
+  assert.match(log1.stdout, /stdout INFO try 1$/m);
+  const log2 = await ws.cli(["logs", doc.id, "flaky"]);
+  assert.match(log2.stdout, /stdout INFO try 2$/m);
+
+  const refused = await ws.cli(["pause", doc.id, "flaky"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /pause needs state not_run or waiting; `flaky` .* is failed/);
+
+  const ok = await ws.cli(["set-success", doc.id, "flaky"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /flaky on \d{4}-\d\d-\d\d: failed → success/);
+  const run = await until("next to succeed", async () => {
+    const run = await getRun(doc.id);
+    return taskOf(run, "next").state === "success" && run;
+  });
+  assert.equal(run.state, "success");
+  const history = taskOf(run, "flaky").history.map((h) => `${h.from}>${h.to}:${h.cause}${h.by ? `:${h.by}` : ""}`);
+  assert.ok(history.includes("failed>success:operator:cli"), history.join(" "));
+  assert.ok(history.some((h) => h.endsWith(":retry")), history.join(" "));
+});
+
+test("kill ends the task's whole process tree; downstream stays not_run; rerun runs it again", async () => {
+  const started = await ws.cli(["test", "long.flow.ts", "--detach"]);
+  assert.equal(started.code, 0, started.stderr);
+  const id = started.stdout.trim();
+  const running = await until("slow to run with a pid", async () => {
+    const t = taskOf(await getRun(id), "slow");
+    return t.state === "running" && t.attempts[0]?.pid !== undefined && t;
+  });
+  const pid = running.attempts[0].pid!;
+  const marker = `${(await getRun(id)).instances[0].id}/slow/1`;
+  await until("the sleeps to start", () => findMarkedProcesses(marker).length >= 3);
+
+  const refused = await ws.cli(["rerun", id, "slow"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /rerun needs state not_run, success, failed or killed; `slow` .* is running/);
+
+  const killed = await ws.cli(["kill", id, "slow"]);
+  assert.equal(killed.code, 0, killed.stderr);
+  assert.match(killed.stdout, /slow on .*: running → killed/);
+  await until("the process group to be gone", () => !processGroupAlive(pid));
+  assert.deepEqual(findMarkedProcesses(marker), []);
+  const run = await until("the attempt's end to be recorded", async () => {
+    const run = await getRun(id);
+    return taskOf(run, "slow").attempts[0].endedAt !== undefined && run;
+  });
+  assert.equal(taskOf(run, "slow").state, "killed");
+  assert.equal(taskOf(run, "next").state, "not_run");
+  assert.equal(run.state, "killed");
+  const log = await ws.cli(["logs", id, "slow"]);
+  assert.match(log.stdout, /stdout INFO started$/m);
+  assert.match(log.stdout, /system \w+ .*kill/im);
+
+  const rerun = await ws.cli(["rerun", id, "slow"]);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  const again = await until("attempt 2 to run", async () => {
+    const t = taskOf(await getRun(id), "slow");
+    return t.state === "running" && t.attempts[1]?.pid !== undefined && t;
+  });
+  assert.equal(again.attempts.length, 2);
+  // The batch form: kill the whole run.
+  const killRun = await ws.cli(["kill", id]);
+  assert.equal(killRun.code, 0, killRun.stderr);
+  await until("attempt 2's group to be gone", () => !processGroupAlive(again.attempts[1].pid!));
+});
+
+test("a timeout kills the attempt (SIGKILL after the grace when TERM is ignored) and fails it", async () => {
+  const t0 = Date.now();
+  const r = await ws.cli(["test", "timeout.flow.ts", "--json"]);
+  assert.equal(r.code, 1, r.stderr);
+  const doc = JSON.parse(r.stdout) as RunDocument;
+  const stuck = doc.instances[0].tasks[0];
+  assert.equal(stuck.state, "failed");
+  assert.equal(stuck.signal, "SIGKILL");
+  assert.ok(Date.now() - t0 < 15_000);
+  const run = await getRun(doc.id);
+  assert.ok(taskOf(run, "stuck").history.some((h) => h.cause === "timeout"));
+  assert.deepEqual(findMarkedProcesses(`${run.instances[0].id}/stuck/1`), []);
+});
+
+test("pause holds a task (and its downstream); resume lets it run", async () => {
+  const started = await ws.cli(["test", "gate.flow.ts", "--detach"]);
+  const id = started.stdout.trim();
+  const paused = await ws.cli(["pause", id, "later"]);
+  assert.equal(paused.code, 0, paused.stderr);
+  assert.match(paused.stdout, /later on .*: not_run → paused/);
+  ws.write("go", "");
+  const held = await until("gate to succeed", async () => {
+    const run = await getRun(id);
+    return taskOf(run, "gate").state === "success" && run;
+  });
+  assert.equal(taskOf(held, "later").state, "paused");
+  assert.equal((await getRun(id)).state, "paused");
+  const resumed = await ws.cli(["resume", id, "later"]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  await until("the run to succeed", async () => (await getRun(id)).state === "success");
+});
+
+test("rerun-downstream reruns the task and the chosen downstream in order, leaving the rest", async () => {
+  const first = await ws.cli(["test", "chain.flow.ts", "--json"]);
+  assert.equal(first.code, 0, first.stderr);
+  const id = (JSON.parse(first.stdout) as RunDocument).id;
+  const r = await ws.cli(["rerun-downstream", id, "a", "--only", "b"]);
+  assert.equal(r.code, 0, r.stderr);
+  const run = await until("the rerun to finish", async () => {
+    const run = await getRun(id);
+    return run.state === "success" && taskOf(run, "b").attempts.length === 2 && run;
+  });
+  assert.deepEqual(run.instances[0].tasks.map((t) => t.attempts.length), [2, 2, 1]);
+  assert.ok(taskOf(run, "b").attempts[1].startedAt >= taskOf(run, "a").attempts[1].endedAt!);
+  const bad = await ws.cli(["rerun-downstream", id, "a", "--only", "nope"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /nope/);
+});
+
+test("backfill: one instance per bizdate, in the asked order, parallelism honoured; runs and show list it", async () => {
+  const r = await ws.cli(["backfill", "chain.flow.ts", "--from", "2026-11-01", "--to", "2026-11-05", "--parallel", "2", "--order", "desc", "--task", "a", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as RunDocument;
+  assert.deepEqual(doc.instances.map((i) => i.bizdate), ["2026-11-05", "2026-11-04", "2026-11-03", "2026-11-02", "2026-11-01"]);
+  assert.ok(doc.instances.every((i) => i.tasks.length === 1 && i.tasks[0].task === "a" && i.tasks[0].state === "success"));
+  const run = await getRun(doc.id);
+  // desc: the latest bizdate starts first; never more than 2 instances at once.
+  const spans = run.instances.map((i) => [i.tasks[0].attempts[0].startedAt, i.tasks[0].attempts[0].endedAt!] as const);
+  assert.ok(spans[0][0] <= spans[4][0]);
+  for (const [s] of spans) assert.ok(spans.filter(([s2, e2]) => s2 <= s && s < e2).length <= 2);
+
+  const withDownstream = await ws.cli(["backfill", "chain.flow.ts", "--from", "2026-11-01", "--to", "2026-11-02", "--task", "b", "--downstream", "--json"]);
+  assert.equal(withDownstream.code, 0, withDownstream.stderr);
+  assert.deepEqual((JSON.parse(withDownstream.stdout) as RunDocument).instances[0].tasks.map((t) => t.task), ["b", "c"]);
+
+  const runs = await ws.cli(["runs"]);
+  assert.match(runs.stdout, new RegExp(`^${doc.id}\\s+backfill\\s+chain\\s+success\\s+5\\s+5 success`, "m"));
+  const show = await ws.cli(["show", doc.id]);
+  assert.match(show.stdout, /2026-11-03 {2}cyctime 2026-11-04T02:30:00\+08:00/);
+  const one = await ws.cli(["logs", doc.id, "a"]);
+  assert.equal(one.code, 1);
+  assert.match(one.stderr, /has 5 workflow instances; pick one with --date/);
+  const dated = await ws.cli(["logs", doc.id, "a", "--date", "2026-11-03"]);
+  assert.match(dated.stdout, /stdout INFO a 20261103 /);
+});
+
+test("logs --follow prints a running task's lines as they come and stops when it ends", async () => {
+  ws.write("tick.flow.ts", `import { workflow, shell } from "tideflow";
+export const tick = shell("tick", "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done");
+export default workflow("tick", { tasks: [tick] });
+`);
+  const started = await ws.cli(["test", "tick.flow.ts", "--detach"]);
+  const id = started.stdout.trim();
+  await until("tick to start", async () => taskOf(await getRun(id), "tick").attempts.length > 0);
+  const r = await ws.cli(["logs", id, "tick", "--follow"], { timeoutMs: 20_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const ticks = r.stdout.split("\n").filter((l) => / stdout INFO tick \d$/.test(l)).map((l) => l.slice(-1));
+  assert.deepEqual(ticks, ["1", "2", "3", "4", "5"]);
+});
+
+test("a bad workflow file or request is refused with the reason, and the runner keeps serving", async () => {
+  ws.write("bad.flow.ts", `import { workflow, shell } from "tideflow";\nexport const x = shell("x", { timeout: "soon" }, "true");\nexport default workflow("bad", { tasks: [x] });\n`);
+  const bad = await ws.cli(["test", "bad.flow.ts"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /bad\.flow\.ts has 1 error; fix it first .*\n.*bad\.flow\.ts:2:\d+: `timeout` "soon" is not a duration/);
+  const missing = await ws.cli(["test", "chain.flow.ts", "--task", "zzz"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no task `zzz`/);
+  const usage = await ws.cli(["backfill", "chain.flow.ts", "--from", "2026-11-01"]);
+  assert.equal(usage.code, 2);
+  const status = await ws.cli(["runner", "status"]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /runner pid \d+ on 127\.0\.0\.1:\d+/);
+  assert.ok(readFileSync(`${ws.dir}/.tideflow/journal`, "utf8").startsWith('{"tideflow-journal":1}'));
+});
