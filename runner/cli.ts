@@ -7,9 +7,6 @@ import { dirname, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { TideflowDiagnostic } from "../protocol/model";
-import { layoutDag } from "../server/dag/layout";
-import { renderDagSvg } from "../server/dag/svg";
-import { isDirectory, isWorkflowFile, loadWorkspace } from "../server/workspace-scan";
 import { RunnerError } from "./client";
 import { CommandError, UsageError, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
 
@@ -90,7 +87,12 @@ function workspaceFor(target: string, flag: string | undefined, targetIsDir: boo
   return target.startsWith(cwd + sep) ? cwd : dirname(target);
 }
 
+// The analyzer (TypeScript's parser inside) is loaded only by the commands that use it,
+// so that the runner commands start fast.
+const analyzer = () => import("../server/workspace-scan.js");
+
 async function check(args: string[]): Promise<number> {
+  const { isDirectory, isWorkflowFile, loadWorkspace } = await analyzer();
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -143,6 +145,9 @@ async function check(args: string[]): Promise<number> {
 }
 
 async function dag(args: string[]): Promise<number> {
+  const { loadWorkspace } = await analyzer();
+  const { layoutDag } = await import("../server/dag/layout.js");
+  const { renderDagSvg } = await import("../server/dag/svg.js");
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,

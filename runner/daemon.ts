@@ -14,7 +14,6 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import type {
   CreateRunParams,
   LogsReadParams,
@@ -27,7 +26,7 @@ import type {
   Target,
 } from "../protocol/api";
 import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
-import { isWorkflowFile, loadWorkspace } from "../server/workspace-scan";
+import { analyzeInWorker } from "./analyze";
 import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
 import { Engine } from "./engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
@@ -41,9 +40,10 @@ export const VERSION = "0.1.0";
 export interface RunnerOptions {
   /** The workspace root; state goes to `<root>/.tideflow/`. */
   root: string;
-  /** dist/worker.js and dist/sdk.js; default: next to this bundle. */
+  /** dist/worker.js, dist/sdk.js and dist/analyze.js; default: next to this bundle. */
   workerPath?: string;
   sdkPath?: string;
+  analyzerPath?: string;
   killGraceMs?: number;
   /** fdatasync journal batches (default true). */
   sync?: boolean;
@@ -307,13 +307,10 @@ export class Runner {
     if (typeof p?.file !== "string" || p.file === "") throw new Error("runs.create needs `file`, the workflow file's path");
     const file = resolve(this.root, p.file);
     const shown = relative(this.root, file) || file;
-    if (!isWorkflowFile(file)) throw new Error(`${shown} is not a workflow file (*.flow.ts or *.flow.js)`);
     if (!existsSync(file)) throw new Error(`${shown} does not exist`);
-    const index = await loadWorkspace(this.root, [file]);
-    const uri = pathToFileURL(file).href;
-    const analysis = index.get(uri);
-    if (!analysis) throw new Error(`cannot read ${shown}`);
-    const errors = index.diagnostics(uri).filter((d) => d.severity === 1);
+    const analysis = await analyzeInWorker(this.options.analyzerPath ?? join(__dirname, "analyze.js"), { root: this.root, file });
+    if (!analysis.ok) throw new Error(`${shown} ${analysis.reason}`);
+    const errors = analysis.errors;
     if (errors.length > 0) {
       const list = errors.slice(0, 5).map((d) => `  ${shown}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.message}`);
       throw new Error(
