@@ -26,7 +26,7 @@ import type {
   Target,
 } from "../protocol/api";
 import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
-import { analyzeInWorker } from "./analyze";
+import { Analyzer } from "./analyze";
 import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
 import { Engine } from "./engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
@@ -63,6 +63,7 @@ export class Runner {
   private executor!: Executor;
   private logs!: LogStore;
   private api!: ApiServer;
+  private analyzer!: Analyzer;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt: number | undefined;
   private recordClients = new Set<ApiClient>();
@@ -103,6 +104,7 @@ export class Runner {
       throw new Error(`cannot replay ${join(this.stateDir, "journal")}: ${e instanceof Error ? e.message : String(e)}`);
     }
     this.logs = new LogStore(this.stateDir);
+    this.analyzer = new Analyzer(this.options.analyzerPath ?? join(__dirname, "analyze.js"));
     const here = __dirname;
     this.executor = new Executor({
       root: this.root,
@@ -308,7 +310,7 @@ export class Runner {
     const file = resolve(this.root, p.file);
     const shown = relative(this.root, file) || file;
     if (!existsSync(file)) throw new Error(`${shown} does not exist`);
-    const analysis = await analyzeInWorker(this.options.analyzerPath ?? join(__dirname, "analyze.js"), { root: this.root, file });
+    const analysis = await this.analyzer.analyze({ file });
     if (!analysis.ok) throw new Error(`${shown} ${analysis.reason}`);
     const errors = analysis.errors;
     if (errors.length > 0) {
@@ -491,6 +493,7 @@ export class Runner {
       this.log("stopping");
       if (this.wakeTimer) clearTimeout(this.wakeTimer);
       this.api?.broadcast({ event: "stopping" });
+      this.analyzer?.close();
       await this.executor?.close();
       // The exits the executor just reported are being journaled; let them finish.
       await this.journal?.append([]).catch(() => undefined);

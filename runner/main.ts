@@ -24,8 +24,19 @@ async function main(): Promise<void> {
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     process.on(signal, () => void runner.stop(0));
   }
+  // The runner outlives whoever started it: a closed stderr (a pipe whose reader went
+  // away) must not turn every log line into an exception.
+  process.stderr.on("error", () => undefined);
+  process.stdout.on("error", () => undefined);
+  let failing = false;
   process.on("uncaughtException", (e) => {
-    process.stderr.write(`tideflow runner: uncaught ${e.stack ?? e.message}\n`);
+    if (failing) return;
+    failing = true;
+    try {
+      process.stderr.write(`tideflow runner: uncaught ${e.stack ?? e.message}\n`);
+    } catch {
+      // nowhere to report it
+    }
     void runner.stop(1);
   });
   await runner.stopped;

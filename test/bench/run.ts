@@ -28,6 +28,7 @@ import type { DagLayout } from "../../protocol/dag";
 import { LspClient, ROOT, uriOf } from "../lsp/harness";
 import { benchDag } from "./dag";
 import { generateWorkflow, generatedTaskId, mulberry32 } from "./generate";
+import { benchRunner } from "./runner";
 
 type Row = Record<string, unknown>;
 
@@ -442,12 +443,13 @@ async function main(): Promise<void> {
   console.log(`Tideflow bench — ${machine.cpu}, ${machine.cores} cores, ${machine.total_mem_gb} GB, Node ${machine.node}, TypeScript ${machine.typescript}, ${machine.date}`);
   const started = performance.now();
 
-  // TIDEFLOW_BENCH=edits,dag,memory,cli runs a part; all by default.
-  const only = new Set((process.env.TIDEFLOW_BENCH ?? "edits,dag,memory,cli").split(","));
+  // TIDEFLOW_BENCH=edits,dag,memory,cli,runner runs a part; all by default.
+  const only = new Set((process.env.TIDEFLOW_BENCH ?? "edits,dag,memory,cli,runner").split(","));
   if (only.has("edits")) await benchEditsAndFeatures();
   if (only.has("dag")) await benchDagRequests();
   if (only.has("memory")) await benchMemory();
   if (only.has("cli")) benchCli();
+  if (only.has("runner")) await benchRunner({ goal, printTable, addRow: (row) => rows.push(row) });
 
   printTable(
     "Goals",
