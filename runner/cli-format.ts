@@ -122,7 +122,9 @@ function taskLine(t: TaskInstance, now: number): string[] {
     : last.endedAt === undefined
       ? "running"
       : last.error ?? (last.signal ? `signal ${last.signal}` : `exit ${last.exitCode}`);
-  const retry = t.retryAt !== undefined ? `retry at ${localTime(t.retryAt).slice(11)}` : "";
+  const lastChange = t.history[t.history.length - 1];
+  const setByHand = t.state === "success" && lastChange?.cause === "operator" && lastChange.from !== "running";
+  const retry = setByHand ? `set success${lastChange.by ? ` by ${lastChange.by}` : ""}` : t.retryAt !== undefined ? `retry at ${localTime(t.retryAt).slice(11)}` : "";
   return [`${STATE_MARK[t.state]} ${t.task}`, t.state, last ? `attempt ${last.n}` : "", took, [outcome, retry].filter(Boolean).join(", ")];
 }
 
