@@ -149,7 +149,7 @@ export interface RecordsEvent {
   records: EngineRecord[];
 }
 
-/** Lines now in an attempt's log file (formatted as in the file, without newlines). */
+/** Lines now in an attempt's log file, formatted as in the file. */
 export interface LogEvent {
   event: "log";
   subscription: number;
@@ -157,7 +157,8 @@ export interface LogEvent {
   instanceId: string;
   task: string;
   attempt: number;
-  lines: string[];
+  /** Whole lines, each ending in "\n" (one string per batch, whatever its number of lines). */
+  text: string;
   /** The log file's size after these lines: lets a client that also read the file skip what it has. */
   end: number;
 }

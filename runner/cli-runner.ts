@@ -282,8 +282,7 @@ async function follow(client: RunnerClient, target: { run: string; task: string;
 }
 
 function printLogEvent(e: LogEvent, print: (n: number, text: string, end: number) => void): void {
-  const text = `${e.lines.join("\n")}\n`;
-  print(e.attempt, text, e.end);
+  print(e.attempt, e.text, e.end);
 }
 
 export async function operate(op: TaskOperation, args: string[]): Promise<number> {

@@ -273,8 +273,8 @@ export class Runner {
           const inst = this.engine.getInstance(instanceId);
           if (!inst) throw new Error(`no workflow instance ${instanceId}`);
           offs.push(
-            this.logs.subscribe({ instanceId, task, attempt }, (key, lines, end) =>
-              client.push({ event: "log", subscription: id, runId: key.runId, instanceId: key.instanceId, task: key.task, attempt: key.attempt, lines, end }),
+            this.logs.subscribe({ instanceId, task, attempt }, (key, text, end) =>
+              client.push({ event: "log", subscription: id, runId: key.runId, instanceId: key.instanceId, task: key.task, attempt: key.attempt, text, end }),
             ),
           );
         }

@@ -41,11 +41,12 @@ export interface LogFilter {
 }
 
 /**
- * Gets each written batch: formatted lines without "\n", and `end`, the file's size
+ * Gets each written batch: its formatted lines as one text, each line ending in "\n"
+ * (one string per batch, not per line: a loud task makes no garbage), and `end`, the file's size
  * (byte offset) just after the batch — a client that read the file up to `size` with
  * `read` skips batches with `end <= size`.
  */
-export type LogListener = (key: AttemptKey, lines: string[], end: number) => void;
+export type LogListener = (key: AttemptKey, text: string, end: number) => void;
 
 /** Bytes waiting for the disk above which `write`/`chunk` ask the producer to pause. */
 export const HIGH_WATER = 4 * 1024 * 1024;
@@ -182,13 +183,13 @@ export class LogStore {
   }
 
   /** @internal */
-  deliver(key: AttemptKey, lines: string[], end: number): void {
+  deliver(key: AttemptKey, text: string, end: number): void {
     const set = this.subscriptions.get(`${key.instanceId}\n${key.task}`);
     if (!set) return;
     for (const sub of set) {
       if (sub.attempt !== undefined && sub.attempt !== key.attempt) continue;
       try {
-        sub.listener(key, lines, end);
+        sub.listener(key, text, end);
       } catch {
         // A failing subscriber must not stop the log nor the other subscribers.
       }
@@ -453,9 +454,9 @@ export class AttemptLog {
       if (err) return this.fail(err);
       this.position += length;
       this.backlog = this.pendingLength;
-      // Lines are made only for subscribers: logging nobody watches costs no per-line work.
+      // Text is made only for subscribers: logging nobody watches costs no decoding.
       if (this.store.watched(this.key)) {
-        this.store.deliver(this.key, data.toString("utf8", 0, length - 1).split("\n"), this.position);
+        this.store.deliver(this.key, data.toString("utf8", 0, length), this.position);
       }
       if (data.length <= BUFFER_KEEP_MAX && !this.closing) {
         if (this.pending.length === 0) this.pending = data;

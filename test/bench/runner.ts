@@ -478,7 +478,7 @@ async function benchLoud(r: Started, file: string, task: string, command: string
   const off = r.client.onEvent((e) => {
     if (e.event === "log" && e.subscription === subscription) {
       if (e.end <= got) return;
-      const buf = Buffer.from(`${e.lines.join("\n")}\n`);
+      const buf = Buffer.from(e.text);
       const fresh = buf.subarray(Math.max(0, buf.length - (e.end - got)));
       viaEvents += stdoutLines(fresh.toString("utf8"));
       got = e.end;

@@ -45,7 +45,7 @@ test("kill -9 during a 50-instance backfill loses nothing acknowledged and never
     if (e.event === "records") acked.push(...e.records);
     if (e.event === "log") {
       const key = `${e.instanceId}/${e.task}/${e.attempt}`;
-      ackedLines.set(key, [...(ackedLines.get(key) ?? []), ...e.lines]);
+      ackedLines.set(key, [...(ackedLines.get(key) ?? []), ...e.text.slice(0, -1).split("\n")]);
     }
   });
   await client.request("subscribe", { records: true });

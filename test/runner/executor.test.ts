@@ -102,8 +102,8 @@ class Harness {
   /** Resolves with the first log line of the attempt whose message matches. */
   line(effect: StartEffect, pattern: RegExp): Promise<string> {
     return new Promise((resolveLine) => {
-      const off = this.logs.subscribe(effect, (_key, lines) => {
-        const hit = lines.find((l) => pattern.test(LINE.exec(l)?.[3] ?? ""));
+      const off = this.logs.subscribe(effect, (_key, text) => {
+        const hit = text.split("\n").find((l) => pattern.test(LINE.exec(l)?.[3] ?? ""));
         if (hit) {
           off();
           resolveLine(hit);
@@ -463,8 +463,8 @@ const executor = new Executor({
   onSpawn: (_e, pid) => process.stdout.write("worker " + pid + "\\n"),
   onExit: () => {},
 });
-logs.subscribe(effect, (_k, lines) => {
-  if (lines.some((l) => l.includes("spawned"))) process.stdout.write("ready\\n");
+logs.subscribe(effect, (_k, text) => {
+  if (text.includes("spawned")) process.stdout.write("ready\\n");
 });
 executor.start(effect);
 `;
@@ -518,7 +518,7 @@ describe("worker pool", () => {
 });
 
 describe("runner death", () => {
-  test("a worker whose runner died (kill -9) ends its task's whole process group", async () => {
+  test("a worker whose runner died (kill -9) ends its task's whole process group", { timeout: 30_000 }, async () => {
     const stub = join(root, "runner-stub.ts");
     await writeFile(stub, RUNNER_STUB);
     const e = effect({ runId: "run-ts", instanceId: `run-ts@${process.pid}.orphaned`, workflow: "tsflow", kind: "task", task: "sleeper", command: undefined });

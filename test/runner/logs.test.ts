@@ -128,7 +128,8 @@ describe("AttemptLog", () => {
     const k = key("subscribed");
     const seen: { lines: string[]; onDisk: string; end: number }[] = [];
     let delivered: () => void = () => {};
-    const off = store.subscribe({ instanceId: k.instanceId, task: k.task, attempt: k.attempt }, (got, lines, end) => {
+    const off = store.subscribe({ instanceId: k.instanceId, task: k.task, attempt: k.attempt }, (got, text, end) => {
+      const lines = text.slice(0, -1).split("\n");
       assert.deepEqual(got, k);
       seen.push({ lines, onDisk: readFileSync(store.pathFor(k), "utf8"), end });
       delivered();
@@ -166,7 +167,7 @@ describe("AttemptLog", () => {
     const k1 = key("every");
     const k2 = { ...k1, attempt: k1.attempt + 1 };
     const got: string[] = [];
-    const off = store.subscribe({ instanceId: k1.instanceId, task: "every" }, (k, lines) => got.push(`${k.attempt}:${lines.length}`));
+    const off = store.subscribe({ instanceId: k1.instanceId, task: "every" }, (k, text) => got.push(`${k.attempt}:${text.split("\n").length - 1}`));
     const a = store.open(k1);
     a.write("stdout", "INFO", "x");
     await a.close();

@@ -64,7 +64,7 @@ test("a stuck subscriber is dropped and told to resync; the task and other clien
   raw.resume();
   const resync = await until("a resync event", () => received.find((m) => "event" in m && m.event === "resync"), 20_000);
   assert.match((resync as { reason: string }).reason, /dropped/);
-  const lines = received.filter((m) => "event" in m && m.event === "log").reduce((n, m) => n + (m as { lines: string[] }).lines.length, 0);
+  const lines = received.filter((m) => "event" in m && m.event === "log").reduce((n, m) => n + (m as { text: string }).text.split("\n").length - 1, 0);
   assert.ok(lines < LINES, `the stuck client got ${lines} of ${LINES} lines: some were dropped`);
   // After the resync the connection is usable: a request gets its answer.
   stuck.send(JSON.stringify({ id: 2, method: "runs.get", params: { run: run.id } }));
