@@ -27,8 +27,8 @@ const entries = [
   // The warm worker processes that run TS/JS tasks, and the SDK that `tideflow` resolves
   // to in a bundled workflow file.
   { in: "runner/worker.ts", out: "dist/worker.js" },
-  // The analyzer, run by the runner in a short-lived thread (its heap is freed after).
-  { in: "runner/analyze-worker.ts", out: "dist/analyze.js" },
+  // The analyzer in a child process, for the runner and the server's workspace index.
+  { in: "server/analyze-process.ts", out: "dist/analyze.js" },
   { in: "sdk/index.ts", out: "dist/sdk.js" },
   { in: "runner/cli.ts", out: "dist/cli.js", banner: "#!/usr/bin/env node" },
 ];

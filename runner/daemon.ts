@@ -26,7 +26,7 @@ import type {
   Target,
 } from "../protocol/api";
 import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
-import { Analyzer } from "./analyze";
+import { AnalyzerProcess } from "../server/analyze-client";
 import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
 import { Engine } from "./engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
@@ -63,7 +63,7 @@ export class Runner {
   private executor!: Executor;
   private logs!: LogStore;
   private api!: ApiServer;
-  private analyzer!: Analyzer;
+  private analyzer!: AnalyzerProcess;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt: number | undefined;
   private recordClients = new Set<ApiClient>();
@@ -104,7 +104,7 @@ export class Runner {
       throw new Error(`cannot replay ${join(this.stateDir, "journal")}: ${e instanceof Error ? e.message : String(e)}`);
     }
     this.logs = new LogStore(this.stateDir);
-    this.analyzer = new Analyzer(this.options.analyzerPath ?? join(__dirname, "analyze.js"));
+    this.analyzer = new AnalyzerProcess(this.options.analyzerPath ?? join(__dirname, "analyze.js"));
     const here = __dirname;
     this.executor = new Executor({
       root: this.root,
@@ -310,7 +310,7 @@ export class Runner {
     const file = resolve(this.root, p.file);
     const shown = relative(this.root, file) || file;
     if (!existsSync(file)) throw new Error(`${shown} does not exist`);
-    const analysis = await this.analyzer.analyze({ file });
+    const analysis = await this.analyzer.analyzeFile(file);
     if (!analysis.ok) throw new Error(`${shown} ${analysis.reason}`);
     const errors = analysis.errors;
     if (errors.length > 0) {

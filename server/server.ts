@@ -3,7 +3,9 @@
  * diagnostics, and answers requests. Every handler only translates; the analysis lives
  * in analyzer/ and features/.
  */
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   DidChangeConfigurationNotification,
@@ -38,10 +40,13 @@ import { completeUpstream } from "./features/completion";
 import { hover } from "./features/hover";
 import { definition, prepareRename, references, rename } from "./features/navigation";
 import { codeLenses, documentSymbols, foldingRanges } from "./features/outline";
+import { AnalyzerProcess } from "./analyze-client";
 import { findWorkflowFiles, isWorkflowFile } from "./workspace-scan";
 
-/** Files read from disk per turn of the event loop while indexing, so requests still get answers. */
+/** Files indexed per turn of the event loop, so requests still get answers. */
 const INDEX_BATCH = 20;
+/** dist/analyze.js, next to dist/server.js. */
+const ANALYZER_PATH = join(__dirname, "analyze.js");
 const LAYOUT_CACHE_SIZE = 32;
 
 export function startServer(connection: Connection): void {
@@ -237,16 +242,40 @@ class TideflowServer {
     return true;
   }
 
+  /**
+   * Indexes every workflow file of the workspace that is not open. The files are analyzed
+   * in a child process (dist/analyze.js), in batches: the parse garbage of hundreds of
+   * files is freed with that process instead of staying in the server's heap for its
+   * whole life. Without the child (not built, or it fails), files are analyzed here.
+   */
   private async indexWorkspace(): Promise<void> {
-    for (const root of this.roots) {
-      const paths = await findWorkflowFiles(root);
-      for (let i = 0; i < paths.length; i += INDEX_BATCH) {
-        for (const path of paths.slice(i, i + INDEX_BATCH)) {
-          const uri = canonical(pathToFileURL(path).href);
-          if (!this.documents.get(uri)) await this.indexFromDisk(uri);
+    const child = existsSync(ANALYZER_PATH) ? new AnalyzerProcess(ANALYZER_PATH, 1000) : undefined;
+    try {
+      for (const root of this.roots) {
+        const paths = await findWorkflowFiles(root);
+        for (let i = 0; i < paths.length; i += INDEX_BATCH) {
+          const batch: { uri: string; path: string; maxFileSize: number }[] = [];
+          for (const path of paths.slice(i, i + INDEX_BATCH)) {
+            const uri = canonical(pathToFileURL(path).href);
+            if (!this.documents.get(uri)) batch.push({ uri, path, maxFileSize: (await this.getSettings(uri)).maxFileSize });
+          }
+          let indexed = false;
+          if (child && batch.length > 0) {
+            try {
+              const { analyses } = await child.index(batch);
+              // Opened while the child read it: the editor's text wins.
+              for (const a of analyses) if (!this.documents.get(a.uri)) this.index.set(a);
+              indexed = true;
+            } catch (e) {
+              this.logError(e);
+            }
+          }
+          if (!indexed) for (const f of batch) if (!this.documents.get(f.uri)) await this.indexFromDisk(f.uri);
+          await new Promise((r) => setImmediate(r));
         }
-        await new Promise((r) => setImmediate(r));
       }
+    } finally {
+      child?.close();
     }
     this.publishAll();
   }
