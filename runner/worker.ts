@@ -155,6 +155,16 @@ function routeStream(stream: NodeJS.WriteStream, kind: "o" | "e"): void {
   } as typeof stream.write;
 }
 
+/**
+ * A failed task's stack as its author wants it: the frames of the task's code (source
+ * mapped to the .flow.ts), without the worker's own frames and Node's below them.
+ */
+function taskStack(stack: string): string {
+  const lines = stack.split("\n");
+  const ours = lines.findIndex((l) => l.includes(__filename));
+  return (ours > 0 ? lines.slice(0, ours) : lines).join("\n");
+}
+
 function logger(seq: number): Record<"debug" | "info" | "warn" | "error", (message: unknown, ...rest: unknown[]) => void> {
   const at = (kind: FrameKind) => (message: unknown, ...rest: unknown[]) => {
     if (current?.seq === seq) send(kind, seq, format(message, ...rest));
@@ -235,7 +245,7 @@ async function run(request: RunRequest): Promise<void> {
     if (e instanceof SetupError) {
       outcome = { ok: false, setup: true, error: e.message };
     } else {
-      send("e", seq, `${e instanceof Error && e.stack ? e.stack : format(e)}\n`);
+      send("E", seq, e instanceof Error && e.stack ? taskStack(e.stack) : format(e));
       outcome = { ok: false, error: describe(e) };
     }
   } finally {
