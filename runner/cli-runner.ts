@@ -232,7 +232,7 @@ export async function logs(args: string[]): Promise<number> {
  * (across retries when no attempt is named).
  */
 async function follow(client: RunnerClient, target: { run: string; task: string; date?: string }, attempt: number | undefined): Promise<number> {
-  const first = await client.request("logs.read", { ...target, ...(attempt ? { attempt } : {}) });
+  const first = await firstRead(client, target, attempt);
   const events: ApiEvent[] = [];
   let wake: (() => void) | undefined;
   client.onEvent((e) => {
@@ -279,6 +279,22 @@ async function follow(client: RunnerClient, target: { run: string; task: string;
     }
   }
   return 0;
+}
+
+/** The log's first read; a task that has not started yet is waited for (as `tail -F` would). */
+async function firstRead(client: RunnerClient, target: { run: string; task: string; date?: string }, attempt: number | undefined) {
+  let told = false;
+  for (;;) {
+    try {
+      return await client.request("logs.read", { ...target, ...(attempt ? { attempt } : {}) });
+    } catch (e) {
+      const notYet = /has not run yet \(state (not_run|waiting|paused)\)/.exec(e instanceof Error ? e.message : "");
+      if (!notYet) throw e;
+      if (!told) process.stderr.write(`tideflow: waiting for \`${target.task}\` to start (it is ${notYet[1]})…\n`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 function printLogEvent(e: LogEvent, print: (n: number, text: string, end: number) => void): void {

@@ -236,18 +236,24 @@ test("backfill: one instance per bizdate, in the asked order, parallelism honour
   assert.match(dated.stdout, /stdout INFO a 20261103 /);
 });
 
-test("logs --follow prints a running task's lines as they come and stops when it ends", async () => {
+test("logs --follow waits for a task to start, prints its lines as they come, and stops when it ends", async () => {
   ws.write("tick.flow.ts", `import { workflow, shell } from "tideflow";
-export const tick = shell("tick", "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done");
-export default workflow("tick", { tasks: [tick] });
+export const wait = shell("wait", "while [ ! -f go-tick ]; do sleep 0.05; done");
+export const tick = shell("tick", { upstream: [wait] }, "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done");
+export default workflow("tick", { tasks: [wait, tick] });
 `);
   const started = await ws.cli(["test", "tick.flow.ts", "--detach"]);
   const id = started.stdout.trim();
-  await until("tick to start", async () => taskOf(await getRun(id), "tick").attempts.length > 0);
-  const r = await ws.cli(["logs", id, "tick", "--follow"], { timeoutMs: 20_000 });
+  const following = ws.cli(["logs", id, "tick", "--follow"], { timeoutMs: 30_000 });
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(taskOf(await getRun(id), "tick").attempts.length, 0, "tick must not have started before the follower");
+  ws.write("go-tick", "");
+  const r = await following;
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /waiting for `tick` to start \(it is not_run\)/);
   const ticks = r.stdout.split("\n").filter((l) => / stdout INFO tick \d$/.test(l)).map((l) => l.slice(-1));
   assert.deepEqual(ticks, ["1", "2", "3", "4", "5"]);
+  assert.match(r.stdout, /system INFO attempt 1 finished: exit code 0/);
 });
 
 test("a bad workflow file or request is refused with the reason, and the runner keeps serving", async () => {
