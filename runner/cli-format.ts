@@ -151,7 +151,7 @@ export function formatRun(run: Run, options: { brief?: boolean; history?: boolea
   for (const inst of run.instances) {
     out += `\n  ${inst.bizdate}  cyctime ${inst.cyctime}  ${inst.state}\n`;
     const rows = inst.tasks.map((t) => ["   ", ...taskLine(t, now)]);
-    out += table(rows).replace(/^/gm, "");
+    out += table(rows);
     if (options.history) {
       for (const t of inst.tasks) {
         out += `    ${t.task}:\n`;

@@ -7,11 +7,12 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { ApiEvent, LogEvent, TaskOperation } from "../protocol/api";
+import type { ApiEvent, TaskOperation } from "../protocol/api";
 import type { Run, RunState, RunSummary, TaskState } from "../protocol/runner";
 import { TASK_STATES } from "../protocol/runner";
-import { connectRunning, ensureRunner, processAlive, type RunnerClient } from "./client";
-import { runDocument, formatRun, formatRuns } from "./cli-format";
+import { connectRunning, ensureRunner, type RunnerClient } from "./client";
+import { processAlive } from "./exec/process-tree";
+import { formatRun, formatRuns, localTime, runDocument } from "./cli-format";
 
 export class UsageError extends Error {}
 
@@ -134,7 +135,7 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
           if (r.to === "running" || TERMINAL.includes(r.to) || r.to === "paused" || (r.cause === "retry" && r.to === "waiting")) {
             const when = multi ? `${bizdateOf.get(r.instanceId)} ` : "";
             const extra = r.to === "running" && r.attempt ? ` (attempt ${r.attempt})` : r.cause === "timeout" ? " (timed out)" : r.cause === "retry" ? " (retry pending)" : "";
-            process.stdout.write(`${clock(r.at)}  ${when}${r.task} ${r.to}${extra}\n`);
+            process.stdout.write(`${localTime(r.at).slice(11)}  ${when}${r.task} ${r.to}${extra}\n`);
           }
         }
       }
@@ -150,11 +151,6 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
 
 function allSucceeded(run: Run): boolean {
   return run.instances.every((i) => i.tasks.every((t) => t.state === "success"));
-}
-
-function clock(at: number): string {
-  const d = new Date(at);
-  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}:${String(d.getSeconds()).padStart(2, "0")}`;
 }
 
 export async function runs(args: string[]): Promise<number> {
@@ -264,7 +260,7 @@ async function follow(client: RunnerClient, target: { run: string; task: string;
     wake = undefined;
     for (const e of events.splice(0)) {
       if (e.event === "stopping") throw new CommandError("the runner stopped");
-      if (e.event === "log") printLogEvent(e, print);
+      if (e.event === "log") print(e.attempt, e.text, e.end);
       if (e.event === "records") {
         for (const r of e.records) {
           if (r.type === "task.state" && r.instanceId === first.instanceId && r.task === first.task) state = r.to;
@@ -295,10 +291,6 @@ async function firstRead(client: RunnerClient, target: { run: string; task: stri
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-}
-
-function printLogEvent(e: LogEvent, print: (n: number, text: string, end: number) => void): void {
-  print(e.attempt, e.text, e.end);
 }
 
 export async function operate(op: TaskOperation, args: string[]): Promise<number> {

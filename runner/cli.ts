@@ -17,7 +17,6 @@ const USAGE = `usage: tideflow <command> [options]
   dag <file> --svg OUT [--workspace DIR]
       Lay out a workflow's DAG and write it as SVG (OUT "-" writes to stdout).
 
-
   test <file> [--task ID]... [--downstream] [--date YYYY-MM-DD] [--json] [--detach]
       Run a test instance (one bizdate; default yesterday) and wait for it; exit 0 only
       if every task instance succeeded.

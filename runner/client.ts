@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import WebSocket from "ws";
+import { processAlive } from "./exec/process-tree";
 import type { ApiEvent, ApiMethod, ApiMethods, ApiServerMessage, RunnerInfo } from "../protocol/api";
 
 export class RunnerClient {
@@ -79,15 +80,6 @@ export function readRunnerInfo(root: string): RunnerInfo | undefined {
     return JSON.parse(readFileSync(join(root, ".tideflow", "runner.json"), "utf8")) as RunnerInfo;
   } catch {
     return undefined;
-  }
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

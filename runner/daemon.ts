@@ -24,14 +24,15 @@ import type {
   RunnerInfo,
   RunnerStatus,
   Target,
+  TaskOperation,
 } from "../protocol/api";
-import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
+import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../server/analyze-client";
 import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
-import { Engine } from "./engine/engine";
+import { Engine, OPERATION_FROM } from "./engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
 import { Executor } from "./exec/executor";
-import { findMarkedProcesses, killProcessGroup, processGroupAlive } from "./exec/process-tree";
+import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";
 import { Journal } from "./journal";
 import { LogStore } from "./logs";
 
@@ -105,12 +106,11 @@ export class Runner {
     }
     this.logs = new LogStore(this.stateDir);
     this.analyzer = new AnalyzerProcess(this.options.analyzerPath ?? join(__dirname, "analyze.js"));
-    const here = __dirname;
     this.executor = new Executor({
       root: this.root,
       stateDir: this.stateDir,
       logs: this.logs,
-      workerPath: this.options.workerPath ?? join(here, "worker.js"),
+      workerPath: this.options.workerPath ?? join(__dirname, "worker.js"),
       killGraceMs: this.options.killGraceMs,
       onSpawn: (effect, pid) => {
         const record = this.engine.recordProcess(effect, effect.attempt, pid, Date.now());
@@ -153,7 +153,7 @@ export class Runner {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       }
       const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
-      if (Number.isInteger(pid) && pid !== process.pid && alive(pid)) {
+      if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) {
         throw new RunnerRunningError(`a runner (pid ${pid}) already serves ${this.root}`);
       }
       rmSync(path, { force: true });
@@ -400,45 +400,32 @@ export class Runner {
 
   async operate(p: OperateParams): Promise<OperateResult> {
     const run = this.runOf(p.run);
-    const now = () => Date.now();
+    const op = Object.hasOwn(SINGLE_OPERATIONS, p.op) ? SINGLE_OPERATIONS[p.op] : undefined;
+    if (!op) throw new Error(`unknown operation ${JSON.stringify(p.op)}; expected kill, rerun, set-success, pause or resume`);
     const records: EngineRecord[] = [];
     if (p.task !== undefined) {
       const inst = this.oneInstance(run, p, p.task);
-      const ref = { instanceId: inst.id, task: p.task };
-      const r =
-        p.op === "kill" ? this.engine.kill(ref, now(), p.by)
-        : p.op === "rerun" ? this.engine.rerun(ref, now(), p.by)
-        : p.op === "set-success" ? this.engine.setSuccess(ref, now(), p.by)
-        : p.op === "pause" ? this.engine.pause(ref, now(), p.by)
-        : p.op === "resume" ? this.engine.resume(ref, now(), p.by)
-        : unknownOp(p.op);
-      records.push(...(await this.settle(r)));
+      records.push(...(await this.settle(this.engine[op]({ instanceId: inst.id, task: p.task }, Date.now(), p.by))));
       return { runId: run.id, changed: this.describeChanges(records) };
     }
     // Batch forms on the run, or on the instances of --date.
     const instances = this.instancesOf(run, p.date);
-    const scopes = p.date === undefined ? [{ runId: run.id }] : instances.map((i) => ({ runId: run.id, instanceId: i.id }));
     if (p.op === "kill" || p.op === "rerun") {
+      const scopes = p.date === undefined ? [{ runId: run.id }] : instances.map((i) => ({ runId: run.id, instanceId: i.id }));
       const reasons: string[] = [];
       for (const scope of scopes) {
-        const r = p.op === "kill" ? this.engine.killRun(scope, now(), p.by) : this.engine.rerunFailed(scope, now(), p.by);
+        const r = p.op === "kill" ? this.engine.killRun(scope, Date.now(), p.by) : this.engine.rerunFailed(scope, Date.now(), p.by);
         if (r.ok) records.push(...(await this.settle(r)));
         else reasons.push(r.reason);
       }
       if (records.length === 0) throw new Error(reasons[0] ?? `nothing to ${p.op} in ${run.id}`);
       return { runId: run.id, changed: this.describeChanges(records) };
     }
-    const from: Record<"set-success" | "pause" | "resume", TaskState[]> = {
-      "set-success": ["failed", "killed"],
-      pause: ["not_run", "waiting"],
-      resume: ["paused"],
-    };
-    const allowed = from[p.op];
-    if (!allowed) unknownOp(p.op);
+    // set-success, pause, resume: the operation on every task instance it is allowed on.
+    const allowed = OPERATION_FROM[op];
     for (const inst of instances) {
       for (const ti of inst.tasks.filter((t: TaskInstance) => allowed.includes(t.state))) {
-        const ref = { instanceId: inst.id, task: ti.task };
-        const r = p.op === "set-success" ? this.engine.setSuccess(ref, now(), p.by) : p.op === "pause" ? this.engine.pause(ref, now(), p.by) : this.engine.resume(ref, now(), p.by);
+        const r = this.engine[op]({ instanceId: inst.id, task: ti.task }, Date.now(), p.by);
         if (r.ok) records.push(...(await this.settle(r)));
       }
     }
@@ -517,15 +504,11 @@ export class Runner {
 
 export class RunnerRunningError extends Error {}
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-function unknownOp(op: string): never {
-  throw new Error(`unknown operation ${JSON.stringify(op)}; expected kill, rerun, set-success, pause or resume`);
-}
+/** The CLI's operation names → the engine's single-task operations. */
+const SINGLE_OPERATIONS: Record<TaskOperation, keyof typeof OPERATION_FROM> = {
+  kill: "kill",
+  rerun: "rerun",
+  "set-success": "setSuccess",
+  pause: "pause",
+  resume: "resume",
+};

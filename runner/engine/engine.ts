@@ -126,6 +126,15 @@ const KILL_FROM: readonly TaskState[] = ["waiting", "running"];
 const SET_SUCCESS_FROM: readonly TaskState[] = ["failed", "killed"];
 const PAUSE_FROM: readonly TaskState[] = ["not_run", "waiting"];
 const RESUME_FROM: readonly TaskState[] = ["paused"];
+
+/** The states each single-task operation is allowed from (SPEC §3), for callers that batch them. */
+export const OPERATION_FROM = {
+  kill: KILL_FROM,
+  rerun: RERUN_FROM,
+  setSuccess: SET_SUCCESS_FROM,
+  pause: PAUSE_FROM,
+  resume: RESUME_FROM,
+} as const;
 const KILL_RUN_FROM: readonly TaskState[] = ["not_run", "waiting", "running", "paused"];
 
 export class Engine {

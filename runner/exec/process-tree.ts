@@ -50,6 +50,16 @@ function groupHasLiveMember(pgid: number): boolean {
   return false;
 }
 
+/** True while process `pid` exists (EPERM: it exists, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** True while process group `pgid` has a live (non-zombie, on Linux) member. */
 export function processGroupAlive(pgid: number): boolean {
   try {

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { ApiEvent } from "../../protocol/api";
 import type { EngineRecord, Run } from "../../protocol/runner";
-import { processAlive, readRunnerInfo } from "../../runner/client";
-import { findMarkedProcesses } from "../../runner/exec/process-tree";
+import { readRunnerInfo } from "../../runner/client";
+import { findMarkedProcesses, processAlive } from "../../runner/exec/process-tree";
 import { type Workspace, until, workspace } from "./fixture";
 
 let ws: Workspace;

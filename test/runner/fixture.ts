@@ -6,7 +6,8 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { RunnerClient, processAlive, readRunnerInfo } from "../../runner/client";
+import { RunnerClient, readRunnerInfo } from "../../runner/client";
+import { processAlive } from "../../runner/exec/process-tree";
 
 export const ROOT = resolve(__dirname, "../..");
 export const CLI = join(ROOT, "dist/cli.js");
