@@ -559,7 +559,7 @@ export class Engine {
    */
   recordProcess(ref: TaskRef, attempt: number, pid: number, now: number): EngineRecord | undefined {
     const idx = this.instances.get(ref.instanceId);
-    const ti = idx?.inst.tasks.find((t) => t.task === ref.task);
+    const ti = idx?.tasks.get(ref.task);
     const a = ti?.attempts[attempt - 1];
     if (!idx || !a || a.endedAt !== undefined) return undefined;
     const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid };
