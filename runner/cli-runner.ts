@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import type { ApiEvent, TaskOperation } from "../protocol/api";
 import type { Run, RunState, RunSummary, TaskState } from "../protocol/runner";
 import { TASK_STATES } from "../protocol/runner";
-import { connectRunning, ensureRunner, type RunnerClient } from "./client";
+import { connectRunning, ensureRunner, type RunnerClient } from "../common/runner-client";
 import { processAlive } from "./exec/process-tree";
 import { formatRun, formatRuns, localTime, runDocument } from "./cli-format";
 

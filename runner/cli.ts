@@ -7,7 +7,7 @@ import { dirname, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { TideflowDiagnostic } from "../protocol/model";
-import { RunnerError } from "./client";
+import { RunnerError } from "../common/runner-client";
 import { CommandError, UsageError, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
 
 const USAGE = `usage: tideflow <command> [options]

@@ -29,7 +29,7 @@ import type {
 import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../server/analyze-client";
 import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
-import { Engine, OPERATION_FROM } from "./engine/engine";
+import { Engine, OPERATION_FROM } from "../common/engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
 import { Executor } from "./exec/executor";
 import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";

@@ -14,7 +14,7 @@
 import { availableParallelism } from "node:os";
 import { relative } from "node:path";
 import type { AttemptExit, KillEffect, StartEffect } from "../../protocol/runner";
-import { formatDuration } from "../../server/analyzer/durations";
+import { formatDuration } from "../../common/durations";
 import type { AttemptLog, LogLevel, LogStore } from "../logs";
 import { bundlePath } from "./bundle";
 import { WorkerPool, type PoolOptions, type TaskLogLevel } from "./pool";

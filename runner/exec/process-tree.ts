@@ -10,6 +10,9 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { processAlive } from "../../common/process-alive";
+
+export { processAlive };
 
 /** The environment variable that marks every process of an attempt: `<instanceId>/<task>/<attempt>`. */
 export const MARKER_VAR = "TIDEFLOW_ATTEMPT_ID";
@@ -48,16 +51,6 @@ function groupHasLiveMember(pgid: number): boolean {
     if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
   }
   return false;
-}
-
-/** True while process `pid` exists (EPERM: it exists, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** True while process group `pgid` has a live (non-zombie, on Linux) member. */

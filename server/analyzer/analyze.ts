@@ -15,8 +15,8 @@ import {
   type UpstreamRef,
   type WorkflowModel,
 } from "../../protocol/model";
-import { checkCron, isTimeZone } from "./cron";
-import { parseDuration } from "./durations";
+import { checkCron, isTimeZone } from "../../common/cron";
+import { parseDuration } from "../../common/durations";
 import { describeKind, evaluate, type Property, type Value } from "./evaluate";
 import { LineIndex } from "./line-index";
 import { parseFile, type StatementCache } from "./parse";

@@ -1,7 +1,7 @@
 import type { Hover, Position } from "vscode-languageserver";
 import type { FileAnalysis, TaskModel } from "../../protocol/model";
-import { describeCron, nextFireTimes } from "../analyzer/cron";
-import { formatDuration } from "../analyzer/durations";
+import { describeCron, nextFireTimes } from "../../common/cron";
+import { formatDuration } from "../../common/durations";
 import { containsPosition } from "../analyzer/line-index";
 import type { TaskHandle, WorkspaceIndex } from "../analyzer/workspace";
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { ApiEvent } from "../../protocol/api";
 import type { EngineRecord, Run } from "../../protocol/runner";
-import { readRunnerInfo } from "../../runner/client";
+import { readRunnerInfo } from "../../common/runner-client";
 import { findMarkedProcesses, processAlive } from "../../runner/exec/process-tree";
 import { type Workspace, until, workspace } from "./fixture";
 

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { RunnerClient, readRunnerInfo } from "../../runner/client";
+import { RunnerClient, readRunnerInfo } from "../../common/runner-client";
 import { processAlive } from "../../runner/exec/process-tree";
 
 export const ROOT = resolve(__dirname, "../..");

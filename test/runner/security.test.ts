@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import type { RunnerInfo } from "../../protocol/api";
-import { readRunnerInfo } from "../../runner/client";
+import { readRunnerInfo } from "../../common/runner-client";
 import { type Workspace, workspace } from "./fixture";
 
 let ws: Workspace;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import type { ApiServerMessage } from "../../protocol/api";
-import { readRunnerInfo } from "../../runner/client";
+import { readRunnerInfo } from "../../common/runner-client";
 import { type Workspace, until, workspace } from "./fixture";
 
 let ws: Workspace;

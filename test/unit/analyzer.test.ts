@@ -4,8 +4,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { analyzeFile } from "../../server/analyzer/analyze";
-import { checkCron, isTimeZone, nextFireTimes, zonedIso } from "../../server/analyzer/cron";
-import { formatDuration, parseDuration } from "../../server/analyzer/durations";
+import { checkCron, isTimeZone, nextFireTimes, zonedIso } from "../../common/cron";
+import { formatDuration, parseDuration } from "../../common/durations";
 import { StatementCache } from "../../server/analyzer/parse";
 import { WorkspaceIndex } from "../../server/analyzer/workspace";
 

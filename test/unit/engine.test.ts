@@ -23,9 +23,9 @@ import type {
   StartEffect,
   TaskState,
 } from "../../protocol/runner";
-import { previousDay, zonedIso } from "../../server/analyzer/cron";
-import { addDays, instanceTimes, MAX_INSTANCES, startOfDay, testInstanceTime } from "../../runner/engine/dates";
-import { DEFAULT_CONCURRENCY, Engine, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../runner/engine/engine";
+import { previousDay, zonedIso } from "../../common/cron";
+import { addDays, instanceTimes, MAX_INSTANCES, startOfDay, testInstanceTime } from "../../common/engine/dates";
+import { DEFAULT_CONCURRENCY, Engine, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

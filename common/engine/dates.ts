@@ -17,7 +17,7 @@
  * schedule fires 23 times that day and 25 times on the fall-back day.
  */
 import { CronExpressionParser } from "cron-parser";
-import { checkCron, isoWithOffset, isTimeZone, previousDay, wallClock } from "../../server/analyzer/cron";
+import { checkCron, isoWithOffset, isTimeZone, previousDay, wallClock } from "../cron";
 
 export interface InstanceTime {
   bizdate: string;

@@ -50,8 +50,8 @@ import type {
   WorkflowInstance,
 } from "../../protocol/runner";
 import { TASK_STATES } from "../../protocol/runner";
-import { formatDuration } from "../../server/analyzer/durations";
-import { previousDay } from "../../server/analyzer/cron";
+import { formatDuration } from "../durations";
+import { previousDay } from "../cron";
 import { instanceTimes, testInstanceTime, zonedDate, type InstanceTime } from "./dates";
 
 /**

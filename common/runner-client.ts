@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import WebSocket from "ws";
-import { processAlive } from "./exec/process-tree";
+import { processAlive } from "./process-alive";
 import type { ApiEvent, ApiMethod, ApiMethods, ApiServerMessage, RunnerInfo } from "../protocol/api";
 
 export class RunnerClient {
