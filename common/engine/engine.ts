@@ -272,7 +272,6 @@ export class Engine {
 
   private applyRunCreated(record: RunCreatedRecord): void {
     const def = record.run;
-    if (this.runs.has(def.id)) throw new Error(`journal has run ${def.id} created twice`);
     const run: Run = {
       id: def.id,
       kind: def.kind,
@@ -295,41 +294,95 @@ export class Engine {
         tasks: def.tasks.map((t) => ({ task: t.id, state: "not_run" as TaskState, attempts: [], history: [] })),
       })),
     };
+    this.indexRun(run);
+  }
+
+  /**
+   * Builds a run's derived indexes from its state, whatever that state is: a new run's
+   * (all `not_run`, every instance `queued`) or one fetched from a runner (`load`).
+   */
+  private indexRun(run: Run): void {
+    if (this.runs.has(run.id)) throw new Error(`journal has run ${run.id} created twice`);
     const downstream = new Map<string, string[]>(run.tasks.map((t) => [t.id, []]));
     for (const t of run.tasks) for (const u of t.upstream) downstream.get(u)?.push(t.id);
     const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
-    counts.not_run = run.instances.length * run.tasks.length;
     const index: RunIndex = {
       run,
       defs: new Map(run.tasks.map((t) => [t.id, t])),
       downstream,
       instances: [],
       active: 0,
-      queued: run.instances.length,
+      queued: 0,
       queue: new MinHeap(),
       counts,
       perBizdate: new Map(),
     };
     run.instances.forEach((inst, position) => {
       if (this.instances.has(inst.id)) throw new Error(`journal has instance ${inst.id} twice`);
+      const tasks = new Map(inst.tasks.map((t) => [t.task, t]));
       const idx: InstanceIndex = {
         run: index,
         inst,
         position,
-        tasks: new Map(inst.tasks.map((t) => [t.task, t])),
+        tasks,
         waiting: new Set(),
         running: 0,
         afterOf: new Map(),
-        unmet: new Map(run.tasks.map((t) => [t.id, t.upstream.length])),
+        unmet: new Map(),
       };
+      const unmetOf = (task: string) => (tasks.get(task)?.state === "success" ? 0 : 1);
+      for (const t of run.tasks) {
+        let unmet = 0;
+        for (const u of t.upstream) unmet += unmetOf(u);
+        idx.unmet.set(t.id, unmet);
+      }
+      for (const ti of inst.tasks) {
+        counts[ti.state]++;
+        if (ti.state === "waiting") idx.waiting.add(ti);
+        if (ti.state === "running") idx.running++;
+        for (const a of ti.after ?? []) {
+          let set = idx.afterOf.get(a);
+          if (!set) idx.afterOf.set(a, (set = new Set()));
+          set.add(ti.task);
+          idx.unmet.set(ti.task, idx.unmet.get(ti.task)! + unmetOf(a));
+        }
+        this.syncTimer(idx, ti);
+      }
+      adjustInstanceCount(index, inst.state, +1);
+      if (inst.state === "queued") index.queue.push(position);
       index.instances.push(idx);
-      index.queue.push(position);
       index.perBizdate.set(inst.bizdate, (index.perBizdate.get(inst.bizdate) ?? 0) + 1);
       this.instances.set(inst.id, idx);
     });
     this.runs.set(run.id, index);
     const seq = /^run-(\d+)$/.exec(run.id);
     if (seq) this.runSeq = Math.max(this.runSeq, Number(seq[1]));
+  }
+
+  /**
+   * Takes a run as a runner reported it (`runs.get`), in whatever state, so that the
+   * records that follow apply to it as they do in the runner: the extension keeps its
+   * picture of the runs with this same reducer. Replaces an earlier copy of the run.
+   */
+  load(run: Run): void {
+    this.forget(run.id);
+    this.indexRun(structuredClone(run));
+  }
+
+  /** Drops a run and its instances (a client that no longer shows it). */
+  forget(runId: string): void {
+    const index = this.runs.get(runId);
+    if (!index) return;
+    for (const idx of index.instances) {
+      this.instances.delete(idx.inst.id);
+      for (const ti of idx.inst.tasks) this.timers.delete(ti);
+    }
+    this.runs.delete(runId);
+  }
+
+  /** Whether the engine holds the run (a client loads only some). */
+  hasRun(runId: string): boolean {
+    return this.runs.has(runId);
   }
 
   private syncTimer(idx: InstanceIndex, ti: TaskInstance): void {

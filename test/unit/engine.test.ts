@@ -107,11 +107,14 @@ class Driver {
   /** Started attempts whose exit is not reported yet, by `instance|task|attempt`. */
   readonly live = new Map<string, StartEffect>();
   readonly started: StartEffect[] = [];
+  /** Record counts at the end of each decision: where a runner can answer `runs.get`. */
+  readonly boundaries: number[] = [];
 
   take<T extends Decision>(result: T | Refused): T {
     if ("ok" in result && result.ok === false) assert.fail(`refused: ${result.reason}`);
     const decision = result as T;
     this.records.push(...decision.records);
+    this.boundaries.push(this.records.length);
     if (this.verify) assert.deepEqual(this.engine.verifyIndexes(), []);
     for (const e of decision.effects) {
       if (e.type === "start") {
@@ -192,6 +195,25 @@ class Driver {
     assert.deepEqual(replayed.snapshot(), this.engine.snapshot());
     assert.deepEqual(this.engine.verifyIndexes(), []);
     assert.deepEqual(replayed.verifyIndexes(), []);
+    this.checkLoadThenApply(journal);
+  }
+
+  /**
+   * The extension's way: load the runs as a runner reports them mid-way (through JSON),
+   * then apply the records that follow; the state must be the live engine's.
+   */
+  private checkLoadThenApply(journal: EngineRecord[]): void {
+    const b = this.boundaries;
+    for (const cut of new Set([b[0], b[Math.floor(b.length / 3)], b[Math.floor((2 * b.length) / 3)]])) {
+      if (cut === undefined || cut < 1 || cut > journal.length) continue;
+      const before = Engine.replay(journal.slice(0, cut)).snapshot();
+      const client = new Engine();
+      for (const run of JSON.parse(JSON.stringify(before.runs)) as Run[]) client.load(run);
+      assert.deepEqual(client.verifyIndexes(), [], `indexes after load at record ${cut}`);
+      for (const r of journal.slice(cut)) client.apply(r);
+      assert.deepEqual(client.snapshot(), this.engine.snapshot(), `load at record ${cut}, then apply the rest`);
+      assert.deepEqual(client.verifyIndexes(), []);
+    }
   }
 }
 
