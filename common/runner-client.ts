@@ -1,14 +1,14 @@
 /**
- * A client of a workspace's runner (the CLI's; the extension has its own on the same
- * protocol): finds it through `.tideflow/runner.json`, starts it in the background when
- * none is running, and speaks the typed API of protocol/api.ts.
+ * The one client of a workspace's runner, for the CLI and the extension: finds it through
+ * `.tideflow/runner.json`, starts it in the background when none is running, and speaks
+ * the typed API of protocol/api.ts.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { processAlive } from "./process-alive";
-import type { ApiEvent, ApiMethod, ApiMethods, ApiServerMessage, RunnerInfo } from "../protocol/api";
+import type { ApiError, ApiErrorCode, ApiEvent, ApiMethod, ApiMethods, ApiServerMessage, RunnerInfo } from "../protocol/api";
 
 export class RunnerClient {
   private nextId = 1;
@@ -29,7 +29,7 @@ export class RunnerClient {
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);
-      if ("error" in msg) p.reject(new RunnerError(msg.error.message));
+      if ("error" in msg) p.reject(new RunnerError(msg.error));
       else p.resolve(msg.result);
     });
     socket.on("close", () => {
@@ -72,8 +72,22 @@ export class RunnerClient {
   }
 }
 
-/** The runner refused a request; the message says why. */
-export class RunnerError extends Error {}
+/** The runner refused a request: `code` says why to a program, the message to a person. */
+export class RunnerError extends Error {
+  readonly code: ApiErrorCode;
+  constructor(readonly detail: ApiError) {
+    super(detail.message);
+    this.code = detail.code;
+  }
+}
+
+/** How to start a runner process: `node <runnerPath>` by default. */
+export interface StartOptions {
+  /** The Node binary; default `process.execPath` (set `env.ELECTRON_RUN_AS_NODE` under Electron). */
+  execPath?: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
 
 export function readRunnerInfo(root: string): RunnerInfo | undefined {
   try {
@@ -98,14 +112,16 @@ export async function connectRunning(root: string): Promise<RunnerClient | undef
  * Connects to the workspace's runner, starting one in the background first when none
  * runs (its log: `.tideflow/runner.log`). `started` tells whether this call started it.
  */
-export async function ensureRunner(root: string, runnerPath: string, timeoutMs = 15_000): Promise<{ client: RunnerClient; started: boolean }> {
+export async function ensureRunner(root: string, runnerPath: string, options: StartOptions = {}): Promise<{ client: RunnerClient; started: boolean }> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
   const running = await connectRunning(root);
   if (running) return { client: running, started: false };
   const stateDir = join(root, ".tideflow");
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const out = openSync(join(stateDir, "runner.log"), "a", 0o600);
-  const child = spawn(process.execPath, [runnerPath, "--workspace", root], {
+  const child = spawn(options.execPath ?? process.execPath, [runnerPath, "--workspace", root], {
     detached: true,
+    env: options.env ?? process.env,
     stdio: ["ignore", out, out],
     cwd: root,
   });

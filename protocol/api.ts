@@ -3,8 +3,10 @@
  * what the runner pushes. Every message is one JSON text frame.
  *
  * - Client → runner: `{ id, method, params }`; the runner answers each with
- *   `{ id, result }` or `{ id, error: { message } }` (a refused operation is an error
- *   whose message says why, in words a person understands).
+ *   `{ id, result }` or `{ id, error: { code, message, ... } }` (`ApiError`): a refused
+ *   operation is an error whose `code` a program reads and whose message says why, in
+ *   words a person understands. A frame that is not a JSON request gets
+ *   `{ id: -1, error: { code: "invalid-params" } }`.
  * - Runner → client, unasked, after `subscribe`: `{ event, ... }` (see `ApiEvent`).
  *   Records are pushed only once they are durable in the journal; log lines once they
  *   are in the attempt's log file.
@@ -12,7 +14,59 @@
  *   once its send buffer is full, and when it has drained it gets `resync` (fetch the
  *   state again with `runs.get` / `logs.read`).
  */
-import type { EngineRecord, Run, RunOrder, RunState, RunSummary, TaskState } from "./runner";
+import type { EngineRecord, Run, RunKind, RunOrder, RunState, RunSummary, TaskState, WorkflowInstance } from "./runner";
+
+/**
+ * Why the runner refused or failed a request: stable values a client acts on (grey out
+ * an action, retry, tell the user), never reworded. The sentence beside it is for people.
+ * - `invalid-params`: the request is malformed (not JSON, a missing or mistyped field);
+ *   the message says what was expected and what came.
+ * - `unknown-method`: no such method.
+ * - `no-run` / `no-instance` / `no-task`: the target names nothing (`no-task`: the run did
+ *   not select that task).
+ * - `ambiguous-instance`: a single-task operation matched several workflow instances;
+ *   `instances` lists some cyctimes to pick from.
+ * - `wrong-state`: the operation is not allowed from the task's state; `state` is the
+ *   state, `allowed` the states it is allowed from.
+ * - `nothing-to-do`: a batch operation found no task instance it applies to.
+ * - `no-log`: the task has no attempt yet, or not that attempt.
+ * - `file-not-found`, `outside-workspace`: the workflow file.
+ * - `workflow-invalid`: the file has errors or no workflow; `diagnostics` lists some.
+ * - `invalid-spec`: the run request does not fit the workflow (unknown task, a bizdate
+ *   range with no instance, too many instances, from after to).
+ * - `bundle-failed`: esbuild could not bundle the workflow file.
+ * - `stopping`: the runner is shutting down.
+ * - `internal`: a bug; the message says what broke.
+ */
+export type ApiErrorCode =
+  | "invalid-params"
+  | "unknown-method"
+  | "no-run"
+  | "no-instance"
+  | "no-task"
+  | "ambiguous-instance"
+  | "wrong-state"
+  | "nothing-to-do"
+  | "no-log"
+  | "file-not-found"
+  | "outside-workspace"
+  | "workflow-invalid"
+  | "invalid-spec"
+  | "bundle-failed"
+  | "stopping"
+  | "internal";
+
+export interface ApiError {
+  code: ApiErrorCode;
+  message: string;
+  /** `wrong-state`: the task instance's state, and the states the operation needs. */
+  state?: TaskState;
+  allowed?: TaskState[];
+  /** `ambiguous-instance`: some of the matching instances' cyctimes. */
+  instances?: string[];
+  /** `workflow-invalid`: the first errors, as `file:line:col: message`. */
+  diagnostics?: string[];
+}
 
 /** `.tideflow/runner.json` (mode 0600): how a client finds and authenticates to the runner. */
 export interface RunnerInfo {
@@ -95,6 +149,40 @@ export interface LogsReadResult {
   size: number;
 }
 
+/** `runs.plan`: what `runs.create` with the same params would create. Nothing is created. */
+export interface RunPlan {
+  kind: RunKind;
+  file: string;
+  workflow: string;
+  /** Selected tasks in dependency order, with their upstreams inside the selection. */
+  tasks: { id: string; kind: "task" | "shell"; upstream: string[] }[];
+  /** Workflow instances in the order they would start. */
+  instances: { bizdate: string; cyctime: string }[];
+  parallelism: number;
+  order: RunOrder;
+  /** instances × tasks: the task instances that would run. */
+  total: number;
+}
+
+/** `runs.instances`: a page of a run's workflow instances, for runs too big for one message. */
+export interface InstancesPageParams {
+  run: string;
+  /** First instance (0-based, in run order); default 0. */
+  offset?: number;
+  /** Default 100, at most 1000. */
+  limit?: number;
+  /** Only instances with at least one task instance in this state. */
+  state?: TaskState;
+}
+
+export interface InstancesPage {
+  runId: string;
+  /** Instances that match (`state`), in all. */
+  total: number;
+  offset: number;
+  instances: WorkflowInstance[];
+}
+
 export interface RunnerStatus {
   pid: number;
   port: number;
@@ -115,8 +203,15 @@ export interface ApiMethods {
   /** Stops the runner: running attempts are killed and their ends journaled first. */
   "runner.stop": { params: Record<string, never>; result: { stopping: true } };
   "runs.list": { params: { state?: RunState }; result: RunSummary[] };
-  "runs.get": { params: { run: string }; result: Run };
+  /**
+   * One run. `instances: false` leaves its workflow instances out (`instances: []`), for
+   * runs too big for one message: use `runs.list`'s counts and `runs.instances` pages.
+   */
+  "runs.get": { params: { run: string; instances?: boolean }; result: Run };
+  "runs.instances": { params: InstancesPageParams; result: InstancesPage };
   "runs.create": { params: CreateRunParams; result: { run: Run } };
+  /** What `runs.create` would create, creating nothing (the CLI's `--dry-run`, the extension's backfill plan). */
+  "runs.plan": { params: CreateRunParams; result: RunPlan };
   "task.operate": { params: OperateParams; result: OperateResult };
   "task.rerunDownstream": { params: RerunDownstreamParams; result: OperateResult };
   "logs.read": { params: LogsReadParams; result: LogsReadResult };
@@ -141,7 +236,7 @@ export interface ApiRequest<M extends ApiMethod = ApiMethod> {
 
 export type ApiResponse<M extends ApiMethod = ApiMethod> =
   | { id: number; result: ApiMethods[M]["result"] }
-  | { id: number; error: { message: string } };
+  | { id: number; error: ApiError };
 
 /** Durable engine records, in journal order. */
 export interface RecordsEvent {
