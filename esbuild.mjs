@@ -1,6 +1,6 @@
 // One build for every part of Tideflow. `node esbuild.mjs [--watch] [--minify]`.
 import * as esbuild from "esbuild";
-import { chmodSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 
 const watch = process.argv.includes("--watch");
 const minify = process.argv.includes("--minify");
@@ -29,17 +29,77 @@ const entries = [
   { in: "runner/worker.ts", out: "dist/worker.js" },
   // The analyzer in a child process, for the runner and the server's workspace index.
   { in: "server/analyze-process.ts", out: "dist/analyze.js" },
-  { in: "sdk/index.ts", out: "dist/sdk.js" },
+  { in: "sdk/index.ts", out: "dist/sdk.js", plugins: [sdkDeclarations()] },
   { in: "runner/cli.ts", out: "dist/cli.js", banner: "#!/usr/bin/env node" },
+  // The TypeScript server plugin (contributes.typescriptServerPlugins): a self-contained
+  // package folder, ts-plugin/{package.json,index.js}, copied as-is into the vsix's
+  // node_modules/tideflow-ts-plugin/. It gets `typescript` from tsserver, never imports it.
+  { in: "ts-plugin/index.ts", out: "ts-plugin/index.js", sourcemap: false, plugins: [noRuntimeTypescript()] },
+  // The webview scripts (client/dag-panel.ts, client/details-panel.ts load them from media/).
+  { in: "media/dag.ts", out: "media/dag.js", browser: true },
+  { in: "media/details.ts", out: "media/details.js", browser: true },
 ];
+
+/** The SDK's declarations, dist/sdk.d.ts, what the TS server plugin resolves `tideflow` to. */
+async function writeSdkDeclarations() {
+  const ts = (await import("typescript")).default;
+  const fileName = "sdk/index.ts";
+  const r = ts.transpileDeclaration(readFileSync(fileName, "utf8"), {
+    fileName,
+    reportDiagnostics: true,
+    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.Node16, strict: true },
+  });
+  if (r.diagnostics?.length) {
+    const text = ts.formatDiagnostics(r.diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => process.cwd(), getNewLine: () => "\n" });
+    throw new Error(`dist/sdk.d.ts: sdk/index.ts must keep isolated declarations (explicit types on exports):\n${text}`);
+  }
+  mkdirSync("dist", { recursive: true });
+  // The SDK's types use Node's (AbortSignal…): the reference makes them resolve in a workspace
+  // without @types/node too (the vsix ships it, the TS server plugin falls back to it).
+  const reference = '/// <reference types="node" />\n';
+  writeFileSync("dist/sdk.d.ts", r.outputText.startsWith(reference) ? r.outputText : reference + r.outputText);
+}
+
+/** Fails the plugin build if anything would `require("typescript")` at runtime. */
+function noRuntimeTypescript() {
+  return {
+    name: "no-runtime-typescript",
+    setup(build) {
+      build.onResolve({ filter: /^typescript(\/|$)/ }, (args) => ({
+        errors: [{ text: `ts-plugin must not import "${args.path}" at runtime; use the instance tsserver passes to init()` }],
+      }));
+    },
+  };
+}
+
+/** Regenerates dist/sdk.d.ts whenever the SDK bundle is (re)built, --watch included. */
+function sdkDeclarations() {
+  return {
+    name: "sdk-declarations",
+    setup(build) {
+      build.onEnd(async (result) => {
+        if (result.errors.length) return;
+        try {
+          await writeSdkDeclarations();
+        } catch (e) {
+          if (!watch) throw e;
+          console.error(String(e));
+        }
+      });
+    },
+  };
+}
 
 const contexts = await Promise.all(
   entries.map((e) =>
     esbuild.context({
       ...common,
+      ...(e.browser ? { platform: "browser", format: "iife", target: "es2022" } : {}),
       entryPoints: [e.in],
       outfile: e.out,
       banner: e.banner ? { js: e.banner } : undefined,
+      sourcemap: e.sourcemap ?? common.sourcemap,
+      plugins: e.plugins,
       external: [...common.external, ...(e.external ?? [])],
     }),
   ),

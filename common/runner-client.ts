@@ -14,12 +14,15 @@ export class RunnerClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   private readonly listeners = new Set<(e: ApiEvent) => void>();
+  private readonly closeListeners = new Set<() => void>();
   private closedError: Error | undefined;
 
   private constructor(
     private readonly socket: WebSocket,
     readonly info: RunnerInfo,
   ) {
+    // An error on an open socket is followed by "close", which rejects what is pending.
+    socket.on("error", () => undefined);
     socket.on("message", (data) => {
       const msg = JSON.parse(data.toString()) as ApiServerMessage;
       if ("event" in msg) {
@@ -37,6 +40,7 @@ export class RunnerClient {
       for (const p of this.pending.values()) p.reject(this.closedError);
       this.pending.clear();
       for (const l of this.listeners) l({ event: "stopping" });
+      for (const l of this.closeListeners) l();
     });
   }
 
@@ -65,6 +69,12 @@ export class RunnerClient {
   onEvent(listener: (e: ApiEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Called once when the socket closes, whoever closed it. */
+  onClose(listener: () => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
   }
 
   close(): void {

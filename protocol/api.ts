@@ -29,14 +29,17 @@ import type { EngineRecord, Run, RunKind, RunOrder, RunState, RunSummary, TaskSt
  * - `wrong-state`: the operation is not allowed from the task's state; `state` is the
  *   state, `allowed` the states it is allowed from.
  * - `nothing-to-do`: a batch operation found no task instance it applies to.
- * - `no-log`: the task has no attempt yet, or not that attempt.
+ * - `no-log`: the task has no attempt yet, or not that attempt; `state` is the task
+ *   instance's state (a follower waits while it is not_run, waiting or paused).
  * - `file-not-found`, `outside-workspace`: the workflow file.
  * - `workflow-invalid`: the file has errors or no workflow; `diagnostics` lists some.
  * - `invalid-spec`: the run request does not fit the workflow (unknown task, a bizdate
- *   range with no instance, too many instances, from after to).
+ *   range with no instance, too many instances, from after to), or rerun-downstream's
+ *   `only` names a task that is not downstream.
  * - `bundle-failed`: esbuild could not bundle the workflow file.
  * - `stopping`: the runner is shutting down.
  * - `internal`: a bug; the message says what broke.
+ * The engine's refusals (`RefusalCode`, protocol/runner.ts) are a subset, passed through.
  */
 export type ApiErrorCode =
   | "invalid-params"
@@ -59,7 +62,7 @@ export type ApiErrorCode =
 export interface ApiError {
   code: ApiErrorCode;
   message: string;
-  /** `wrong-state`: the task instance's state, and the states the operation needs. */
+  /** `wrong-state`: the task instance's state, and the states the operation needs (`no-log`: the state alone). */
   state?: TaskState;
   allowed?: TaskState[];
   /** `ambiguous-instance`: some of the matching instances' cyctimes. */

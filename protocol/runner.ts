@@ -2,13 +2,13 @@
  * Runs, instances and the records that change them: the runner engine's vocabulary.
  *
  * Producers and consumers:
- * - The engine (`runner/engine/engine.ts`) is the only producer of `EngineRecord`s and
+ * - The engine (`common/engine/engine.ts`) is the only producer of `EngineRecord`s and
  *   `Effect`s, and the only code that mutates `Run` objects (through `apply`).
- * - The journal (a later runner step) persists `EngineRecord`s, in order, and replays them
+ * - The journal (`runner/journal.ts`) persists `EngineRecord`s, in order, and replays them
  *   into a fresh engine on restart; records are plain JSON and carry everything needed
  *   to rebuild the state, so replay never needs the workflow file again.
- * - The executor (a later runner step) performs `Effect`s (start and kill processes, set
- *   the wake-up timer) and reports attempt exits back to the engine.
+ * - The executor (`runner/exec/`) performs `Effect`s (start and kill processes; the
+ *   daemon sets the wake-up timer) and reports attempt exits back to the engine.
  * - The WebSocket API, the CLI and the extension read `Run`, `RunSummary` and the other
  *   plain-data shapes; they never see engine internals.
  */
@@ -372,10 +372,33 @@ export interface Decision {
   effects: Effect[];
 }
 
-/** Operations (and run creation) are refused, changing nothing, with a reason a person understands. */
-export type OperationResult = ({ ok: true } & Decision) | { ok: false; reason: string };
+/**
+ * Why the engine refused: stable values a program acts on, the same as the API's
+ * `ApiErrorCode` of that name (protocol/api.ts), so that the runner passes them through.
+ * - `no-run` / `no-instance` / `no-task`: the reference names nothing (`no-task`: the run
+ *   did not select that task).
+ * - `no-log`: no such attempt (an attempt is what has a log).
+ * - `wrong-state`: the task's state does not allow the operation (`state`, `allowed`).
+ * - `nothing-to-do`: a batch operation found no task instance it applies to.
+ * - `invalid-spec`: the run spec does not fit the workflow, or the chosen tasks do not fit
+ *   the run (a task that is not downstream).
+ */
+export type RefusalCode = "no-run" | "no-instance" | "no-task" | "no-log" | "wrong-state" | "nothing-to-do" | "invalid-spec";
 
-export type CreateRunResult = ({ ok: true; runId: string } & Decision) | { ok: false; reason: string };
+/** A refused decision: nothing changed. `reason` is for a person, `code` for a program. */
+export interface Refusal {
+  ok: false;
+  code: RefusalCode;
+  reason: string;
+  /** `wrong-state`: the task instance's state, and the states the operation needs. */
+  state?: TaskState;
+  allowed?: TaskState[];
+}
+
+/** Operations (and run creation) are refused, changing nothing, with a reason a person understands. */
+export type OperationResult = ({ ok: true } & Decision) | Refusal;
+
+export type CreateRunResult = ({ ok: true; runId: string } & Decision) | Refusal;
 
 /** How the executor saw an attempt end. */
 export interface AttemptExit {

@@ -12,6 +12,11 @@
  *   constant time).
  * Plain HTTP requests get 426.
  *
+ * Requests: a frame that is not a JSON request, or params that do not fit the method
+ * (api-params.ts), get `invalid-params` before any handler runs; a handler refuses by
+ * throwing `ApiFailure` (its code goes to the client); any other exception is a bug and
+ * goes out as `internal`.
+ *
  * Slow clients: events go out only while the client's send buffer is below a bound;
  * past it they are dropped, and once the buffer drains the client gets a `resync` event.
  * Responses to requests are always sent (a client that stops reading entirely is closed
@@ -21,7 +26,8 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { ApiEvent, ApiMethod, ApiMethods, ApiRequest, ApiResponse } from "../protocol/api";
+import type { ApiError, ApiErrorCode, ApiEvent, ApiMethod, ApiMethods, ApiResponse } from "../protocol/api";
+import { API_METHODS, isApiMethod, paramsProblem, shown } from "./api-params";
 
 /** Events are dropped for a client whose unsent data passes this. */
 const SOFT_LIMIT = 4 * 1024 * 1024;
@@ -29,10 +35,26 @@ const SOFT_LIMIT = 4 * 1024 * 1024;
 const HARD_LIMIT = 64 * 1024 * 1024;
 /** Largest request accepted. */
 const MAX_PAYLOAD = 1024 * 1024;
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 export type Handler = {
   [M in ApiMethod]: (params: ApiMethods[M]["params"], client: ApiClient) => Promise<ApiMethods[M]["result"]> | ApiMethods[M]["result"];
 };
+
+/** A request refused with a code: what a handler throws. */
+export class ApiFailure extends Error {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly extra: Omit<ApiError, "code" | "message"> = {},
+  ) {
+    super(message);
+  }
+
+  toApiError(): ApiError {
+    return { code: this.code, message: this.message, ...this.extra };
+  }
+}
 
 export class ApiClient {
   /** Subscriptions' cleanups, by subscription id. */
@@ -116,7 +138,9 @@ export async function startApiServer(token: string, handler: Handler, log: (msg:
   const http: Server = createServer((_req, res) => {
     res.writeHead(426, { "content-type": "text/plain", connection: "close" }).end("WebSocket only\n");
   });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD });
+  // UTF-8 is checked here rather than by `ws`, which would close the connection over one
+  // bad frame: a client gets an answer to every frame it sends.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD, skipUTF8Validation: true });
   let port = 0;
 
   http.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -137,8 +161,17 @@ export async function startApiServer(token: string, handler: Handler, log: (msg:
     const client = new ApiClient(ws);
     clients.add(client);
     ws.on("message", (data, isBinary) => {
-      if (isBinary) return client.reply({ id: -1, error: { message: "binary frames are not supported" } });
-      void dispatch(client, data.toString());
+      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      if (isBinary) {
+        return client.reply({ id: -1, error: { code: "invalid-params", message: `requests are JSON text frames; got a binary frame of ${bytes.length} byte(s)` } });
+      }
+      let text: string;
+      try {
+        text = UTF8.decode(bytes);
+      } catch {
+        return client.reply({ id: -1, error: { code: "invalid-params", message: `a text frame must be UTF-8; got ${bytes.length} byte(s) that are not` } });
+      }
+      void dispatch(client, text);
     });
     ws.on("close", () => {
       clients.delete(client);
@@ -148,20 +181,36 @@ export async function startApiServer(token: string, handler: Handler, log: (msg:
   }
 
   async function dispatch(client: ApiClient, text: string): Promise<void> {
-    let req: ApiRequest;
+    let req: unknown;
     try {
-      req = JSON.parse(text) as ApiRequest;
-    } catch {
-      return client.reply({ id: -1, error: { message: "invalid JSON" } });
-    }
-    const id = typeof req?.id === "number" ? req.id : -1;
-    const fn = Object.hasOwn(handler, req?.method ?? "") ? (handler[req.method] as (p: unknown, c: ApiClient) => unknown) : undefined;
-    if (!fn) return client.reply({ id, error: { message: `unknown method ${JSON.stringify(req?.method)}` } });
-    try {
-      const result = await fn(req.params ?? {}, client);
-      client.reply({ id, result } as ApiResponse);
+      req = JSON.parse(text);
     } catch (e) {
-      client.reply({ id, error: { message: e instanceof Error ? e.message : String(e) } });
+      const why = e instanceof Error ? e.message : String(e);
+      return client.reply({ id: -1, error: { code: "invalid-params", message: `a request is a JSON object { id, method, params }; got text that is not JSON (${why})` } });
+    }
+    if (typeof req !== "object" || req === null || Array.isArray(req)) {
+      return client.reply({ id: -1, error: { code: "invalid-params", message: `a request is a JSON object { id, method, params }; got ${shown(req)}` } });
+    }
+    const { id, method, params } = req as Record<string, unknown>;
+    if (!Number.isSafeInteger(id)) {
+      return client.reply({ id: -1, error: { code: "invalid-params", message: `a request's \`id\` is an integer its answer carries back; got ${shown(id)}` } });
+    }
+    const rid = id as number;
+    if (!isApiMethod(method)) {
+      const message =
+        method === undefined ? "the request has no `method`" : typeof method === "string" ? `unknown method ${JSON.stringify(method)}` : `\`method\` is a method name; got ${shown(method)}`;
+      return client.reply({ id: rid, error: { code: "unknown-method", message: `${message}; the methods are ${API_METHODS.join(", ")}` } });
+    }
+    const p = params === undefined ? {} : params;
+    const problem = paramsProblem(method, p);
+    if (problem) return client.reply({ id: rid, error: { code: "invalid-params", message: problem } });
+    try {
+      const result = await (handler[method] as (p: unknown, c: ApiClient) => unknown)(p, client);
+      client.reply({ id: rid, result } as ApiResponse);
+    } catch (e) {
+      if (e instanceof ApiFailure) return client.reply({ id: rid, error: e.toApiError() });
+      log(`internal error in ${method}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      client.reply({ id: rid, error: { code: "internal", message: `${method} failed: ${e instanceof Error ? e.message : String(e)}` } });
     }
   }
 

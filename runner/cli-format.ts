@@ -1,7 +1,9 @@
 /**
- * How the CLI shows runs: the `--json` document of SPEC §4 and the human tables.
+ * How the CLI shows runs: the `--json` document of SPEC §4, the human tables, and the
+ * plan of a `--dry-run`.
  */
 import { relative } from "node:path";
+import type { RunPlan } from "../protocol/api";
 import type { Attempt, Run, RunSummary, TaskInstance, TaskState } from "../protocol/runner";
 
 /** SPEC §4's `--json` shape: the run, its workflow instances and their task instances. */
@@ -84,20 +86,9 @@ const STATE_MARK: Record<TaskState, string> = {
   paused: "‖",
 };
 
-export function localTime(t: number): string {
-  const d = new Date(t);
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-}
+import { elapsed, localTime } from "../common/time-format";
 
-export function elapsed(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} m ${String(s % 60).padStart(2, "0")} s`;
-  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} m`;
-}
+export { elapsed, localTime };
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -161,5 +152,19 @@ export function formatRun(run: Run, options: { brief?: boolean; history?: boolea
       }
     }
   }
+  return out;
+}
+
+/** `--dry-run`: the instances in start order, the tasks with their upstreams, the total. */
+export function formatPlan(plan: RunPlan): string {
+  const n = plan.instances.length;
+  const m = plan.tasks.length;
+  const file = relative(process.cwd(), plan.file) || plan.file;
+  let out =
+    `dry run, nothing created: ${plan.kind} of ${plan.workflow} (${file})` +
+    `${plan.kind === "backfill" ? `; parallelism ${plan.parallelism}, order ${plan.order}` : ""}\n` +
+    `tasks, in dependency order: ${plan.tasks.map((t) => (t.upstream.length > 0 ? `${t.id} (after ${t.upstream.join(", ")})` : t.id)).join(", ")}\n\n`;
+  for (const i of plan.instances) out += `  ${i.bizdate}  cyctime ${i.cyctime}\n`;
+  out += `\nwould run ${n} workflow instance${n === 1 ? "" : "s"} × ${m} task${m === 1 ? "" : "s"} = ${plan.total} task instance${plan.total === 1 ? "" : "s"}\n`;
   return out;
 }

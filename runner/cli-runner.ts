@@ -7,12 +7,12 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { ApiEvent, TaskOperation } from "../protocol/api";
+import type { ApiEvent, CreateRunParams, TaskOperation } from "../protocol/api";
 import type { Run, RunState, RunSummary, TaskState } from "../protocol/runner";
-import { TASK_STATES } from "../protocol/runner";
-import { connectRunning, ensureRunner, type RunnerClient } from "../common/runner-client";
+import { TASK_STATES, TERMINAL_TASK_STATES } from "../protocol/runner";
+import { connectRunning, ensureRunner, RunnerError, type RunnerClient } from "../common/runner-client";
 import { processAlive } from "./exec/process-tree";
-import { formatRun, formatRuns, localTime, runDocument } from "./cli-format";
+import { formatPlan, formatRun, formatRuns, localTime, runDocument } from "./cli-format";
 
 export class UsageError extends Error {}
 
@@ -20,7 +20,9 @@ export class UsageError extends Error {}
 export class CommandError extends Error {}
 
 const RUN_STATES: readonly RunState[] = ["running", "success", "failed", "killed", "paused"];
-const TERMINAL: readonly TaskState[] = ["success", "failed", "killed"];
+const TERMINAL: readonly TaskState[] = TERMINAL_TASK_STATES;
+/** A task in these states may still start: a follower waits for its first attempt. */
+const NOT_STARTED: readonly TaskState[] = ["not_run", "waiting", "paused"];
 
 function workspaceOf(flag: string | undefined): string {
   return resolve(flag ?? process.cwd());
@@ -53,10 +55,12 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
       order: { type: "string" },
       json: { type: "boolean", default: false },
       detach: { type: "boolean", default: false },
+      "dry-run": { type: "boolean", default: false },
       workspace: { type: "string" },
     },
   });
   if (positionals.length !== 1) throw new UsageError(`${kind} takes one workflow file`);
+  if (values["dry-run"] && values.detach) throw new UsageError("--dry-run creates no run, so there is nothing to --detach from");
   if (values.downstream && !values.task) throw new UsageError("--downstream needs --task: it selects the tasks downstream of those");
   let parallelism: number | undefined;
   if (kind === "test") {
@@ -78,8 +82,24 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
     }
   }
   const workspace = workspaceOf(values.workspace);
+  const params: CreateRunParams = {
+    kind,
+    file: resolve(positionals[0]),
+    by: "cli",
+    downstream: values.downstream,
+    ...(values.task ? { tasks: values.task } : {}),
+    ...(values.date ? { bizdate: values.date } : {}),
+    ...(values.from ? { from: values.from, to: values.to } : {}),
+    ...(parallelism !== undefined ? { parallelism } : {}),
+    ...(values.order ? { order: values.order as "asc" | "desc" } : {}),
+  };
   const client = await connect(workspace);
   try {
+    if (values["dry-run"]) {
+      const plan = await client.request("runs.plan", params);
+      process.stdout.write(values.json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan));
+      return 0;
+    }
     // Subscribe before creating, so that no record of the new run is missed.
     const events: ApiEvent[] = [];
     let wake: (() => void) | undefined;
@@ -88,17 +108,7 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
       wake?.();
     });
     await client.request("subscribe", { records: true });
-    const { run } = await client.request("runs.create", {
-      kind,
-      file: resolve(positionals[0]),
-      by: "cli",
-      downstream: values.downstream,
-      ...(values.task ? { tasks: values.task } : {}),
-      ...(values.date ? { bizdate: values.date } : {}),
-      ...(values.from ? { from: values.from, to: values.to } : {}),
-      ...(parallelism !== undefined ? { parallelism } : {}),
-      ...(values.order ? { order: values.order as "asc" | "desc" } : {}),
-    });
+    const { run } = await client.request("runs.create", params);
     if (values.detach) {
       process.stdout.write(values.json ? `${JSON.stringify({ id: run.id }, null, 2)}\n` : `${run.id}\n`);
       return 0;
@@ -284,9 +294,9 @@ async function firstRead(client: RunnerClient, target: { run: string; task: stri
     try {
       return await client.request("logs.read", { ...target, ...(attempt ? { attempt } : {}) });
     } catch (e) {
-      const notYet = /has not run yet \(state (not_run|waiting|paused)\)/.exec(e instanceof Error ? e.message : "");
-      if (!notYet) throw e;
-      if (!told) process.stderr.write(`tideflow: waiting for \`${target.task}\` to start (it is ${notYet[1]})…\n`);
+      const state = e instanceof RunnerError && e.code === "no-log" ? e.detail.state : undefined;
+      if (state === undefined || !NOT_STARTED.includes(state)) throw e;
+      if (!told) process.stderr.write(`tideflow: waiting for \`${target.task}\` to start (it is ${state})…\n`);
       told = true;
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -17,12 +17,14 @@ const USAGE = `usage: tideflow <command> [options]
   dag <file> --svg OUT [--workspace DIR]
       Lay out a workflow's DAG and write it as SVG (OUT "-" writes to stdout).
 
-  test <file> [--task ID]... [--downstream] [--date YYYY-MM-DD] [--json] [--detach]
+  test <file> [--task ID]... [--downstream] [--date YYYY-MM-DD] [--json] [--detach|--dry-run]
       Run a test instance (one bizdate; default yesterday) and wait for it; exit 0 only
       if every task instance succeeded.
   backfill <file> --from YYYY-MM-DD --to YYYY-MM-DD [--task ID]... [--downstream]
-           [--parallel N] [--order asc|desc] [--json] [--detach]
+           [--parallel N] [--order asc|desc] [--json] [--detach|--dry-run]
       One workflow instance per cron fire time whose bizdate is in the range.
+      --detach returns at once with the run id; --dry-run prints the workflow instances
+      and tasks the run would have and creates nothing (--json: as one document).
   runs [--state STATE] [--json]
   show <run> [--date D] [--history] [--json]
   logs <run> <task> [--date D] [--attempt N] [--follow]

@@ -12,24 +12,28 @@
  * runs carry on.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type {
   CreateRunParams,
+  InstancesPage,
+  InstancesPageParams,
   LogsReadParams,
   LogsReadResult,
   OperateParams,
   OperateResult,
   RerunDownstreamParams,
+  RunPlan,
   RunnerInfo,
   RunnerStatus,
   Target,
   TaskOperation,
 } from "../protocol/api";
-import type { Decision, Effect, EngineRecord, OperationResult, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
+import type { WorkflowModel } from "../protocol/model";
+import type { Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../server/analyze-client";
-import { type ApiClient, type ApiServer, type Handler, startApiServer } from "./api-server";
-import { Engine, OPERATION_FROM } from "../common/engine/engine";
+import { type ApiClient, ApiFailure, type ApiServer, type Handler, startApiServer } from "./api-server";
+import { Engine, OPERATION_FROM, planRun } from "../common/engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
 import { Executor } from "./exec/executor";
 import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";
@@ -237,9 +241,9 @@ export class Runner {
     }, Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1)));
   }
 
-  /** Commits an operation's result, or throws its reason. */
+  /** Commits an operation's result, or throws its refusal. */
   private async settle(r: OperationResult): Promise<EngineRecord[]> {
-    if (!r.ok) throw new Error(r.reason);
+    if (!r.ok) throw refused(r);
     await this.commit(r);
     return r.records;
   }
@@ -256,8 +260,10 @@ export class Runner {
         return { stopping: true };
       },
       "runs.list": (p) => this.engine.listRuns().filter((r) => !p.state || r.state === p.state),
-      "runs.get": (p) => this.runOf(p.run),
+      "runs.get": (p) => this.engine.getRun(this.runIdOf(p.run), { instances: p.instances !== false })!,
+      "runs.instances": (p) => this.instancesPage(p),
       "runs.create": async (p) => ({ run: await this.createRun(p) }),
+      "runs.plan": (p) => this.planRun(p),
       "task.operate": (p) => this.operate(p),
       "task.rerunDownstream": (p) => this.rerunDownstream(p),
       "logs.read": (p) => this.readLog(p),
@@ -271,7 +277,7 @@ export class Runner {
         if (p.logs) {
           const { instanceId, task, attempt } = p.logs;
           const inst = this.engine.getInstance(instanceId);
-          if (!inst) throw new Error(`no workflow instance ${instanceId}`);
+          if (!inst) throw new ApiFailure("no-instance", `no workflow instance ${instanceId}`);
           offs.push(
             this.logs.subscribe({ instanceId, task, attempt }, (key, text, end) =>
               client.push({ event: "log", subscription: id, runId: key.runId, instanceId: key.instanceId, task: key.task, attempt: key.attempt, text, end }),
@@ -305,22 +311,38 @@ export class Runner {
     };
   }
 
-  async createRun(p: CreateRunParams): Promise<Run> {
-    if (typeof p?.file !== "string" || p.file === "") throw new Error("runs.create needs `file`, the workflow file's path");
+  /**
+   * The workflow file of a runs.create / runs.plan request, analyzed, and the spec for
+   * the engine. The file must be inside the workspace root, symlinks resolved: the
+   * runner runs its code.
+   */
+  private async prepare(p: CreateRunParams): Promise<{ real: string; shown: string; workflow: WorkflowModel; spec: RunSpec }> {
     const file = resolve(this.root, p.file);
     const shown = relative(this.root, file) || file;
-    if (!existsSync(file)) throw new Error(`${shown} does not exist`);
-    const analysis = await this.analyzer.analyzeFile(file);
-    if (!analysis.ok) throw new Error(`${shown} ${analysis.reason}`);
+    const outside = (what: string) =>
+      new ApiFailure("outside-workspace", `${what} is outside the workspace ${this.root}; the runner runs workflow files of its workspace only`);
+    if (!isInside(this.root, file)) throw outside(file);
+    let real: string;
+    try {
+      real = realpathSync(file);
+    } catch (e) {
+      throw new ApiFailure("file-not-found", `${shown} does not exist${(e as NodeJS.ErrnoException).code === "ENOENT" ? "" : ` (${(e as NodeJS.ErrnoException).code})`}`);
+    }
+    if (!isInside(realpathSync(this.root), real)) throw outside(`${shown} resolves to ${real}, which`);
+    // From here on the file is read through its real path, the one checked.
+    const analysis = await this.analyzer.analyzeFile(real);
+    if (!analysis.ok) throw new ApiFailure(analysis.why === "unreadable" ? "file-not-found" : "workflow-invalid", `${shown} ${analysis.reason}`);
     const errors = analysis.errors;
     if (errors.length > 0) {
-      const list = errors.slice(0, 5).map((d) => `  ${shown}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.message}`);
-      throw new Error(
-        `${shown} has ${errors.length} error${errors.length > 1 ? "s" : ""}; fix ${errors.length > 1 ? "them" : "it"} first (\`tideflow check ${shown}\`):\n${list.join("\n")}${errors.length > 5 ? "\n  …" : ""}`,
+      const list = errors.slice(0, 5).map((d) => `${shown}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.message}`);
+      throw new ApiFailure(
+        "workflow-invalid",
+        `${shown} has ${errors.length} error${errors.length > 1 ? "s" : ""}; fix ${errors.length > 1 ? "them" : "it"} first (\`tideflow check ${shown}\`):\n${list.map((l) => `  ${l}`).join("\n")}${errors.length > 5 ? "\n  …" : ""}`,
+        { diagnostics: list },
       );
     }
     const workflow = analysis.workflow;
-    if (!workflow) throw new Error(`${shown} has no workflow (\`export default workflow(...)\`)`);
+    if (!workflow) throw new ApiFailure("workflow-invalid", `${shown} has no workflow (\`export default workflow(...)\`)`);
     const spec: RunSpec = {
       kind: p.kind,
       file,
@@ -333,40 +355,75 @@ export class Runner {
       ...(p.parallelism !== undefined ? { parallelism: p.parallelism } : {}),
       ...(p.order !== undefined ? { order: p.order } : {}),
     };
+    return { real, shown, workflow, spec };
+  }
+
+  async createRun(p: CreateRunParams): Promise<Run> {
+    const { real, shown, workflow, spec } = await this.prepare(p);
     // The run's code is frozen at creation: TS tasks run from this bundle, whatever
     // happens to the file later (reruns included).
     let pending: string | undefined;
     if (workflow.tasks.some((t) => t.kind === "task")) {
       pending = join(this.stateDir, "bundles", `pending-${randomBytes(6).toString("hex")}.cjs`);
-      const bundled = await bundleWorkflow(file, pending, { root: this.root, sdkPath: this.options.sdkPath ?? join(__dirname, "sdk.js") });
+      const bundled = await bundleWorkflow(real, pending, { root: this.root, sdkPath: this.options.sdkPath ?? join(__dirname, "sdk.js") });
       if (!bundled.ok) {
         rmSync(pending, { force: true });
-        throw new Error(`cannot bundle ${shown}: ${bundled.error}`);
+        throw new ApiFailure("bundle-failed", `cannot bundle ${shown}: ${bundled.error}`);
       }
     }
-    if (this.stopping) throw new Error("the runner is stopping");
+    if (this.stopping) {
+      if (pending) rmSync(pending, { force: true });
+      throw new ApiFailure("stopping", "the runner is stopping");
+    }
     const r = this.engine.createRun(spec, workflow, Date.now(), p.by);
     if (!r.ok) {
       if (pending) rmSync(pending, { force: true });
-      throw new Error(r.reason);
+      throw refused(r);
     }
     if (pending) renameSync(pending, join(this.stateDir, "bundles", `${r.runId}.cjs`));
     await this.commit(r);
     return this.engine.getRun(r.runId)!;
   }
 
-  /** `run-3`, `3` or `last`. */
-  private runOf(ref: string): Run {
-    if (typeof ref !== "string" || ref === "") throw new Error("a run id is needed (e.g. run-3, or last)");
+  /** What createRun would create, through the engine's own planning; nothing is bundled, recorded or numbered. */
+  async planRun(p: CreateRunParams): Promise<RunPlan> {
+    const { workflow, spec } = await this.prepare(p);
+    const planned = planRun(spec, workflow, Date.now());
+    if (!planned.ok) throw refused(planned);
+    const { draft } = planned;
+    return {
+      kind: draft.kind,
+      file: draft.file,
+      workflow: draft.workflow,
+      tasks: draft.tasks.map((t) => ({ id: t.id, kind: t.kind, upstream: t.upstream })),
+      instances: draft.instances.map((i) => ({ bizdate: i.bizdate, cyctime: i.cyctime })),
+      parallelism: draft.parallelism,
+      order: draft.order,
+      total: draft.instances.length * draft.tasks.length,
+    };
+  }
+
+  private instancesPage(p: InstancesPageParams): InstancesPage {
+    const runId = this.runIdOf(p.run);
+    const offset = p.offset ?? 0;
+    const page = this.engine.instancesPage(runId, offset, p.limit ?? 100, p.state)!;
+    return { runId, total: page.total, offset, instances: page.instances };
+  }
+
+  /** The id of the run `ref` names: `run-3`, `3` or `last`. */
+  private runIdOf(ref: string): string {
     let id = /^\d+$/.test(ref) ? `run-${ref}` : ref;
     if (ref === "last") {
       const runs = this.engine.listRuns();
-      if (runs.length === 0) throw new Error("there are no runs yet");
+      if (runs.length === 0) throw new ApiFailure("no-run", "there are no runs yet");
       id = runs[runs.length - 1].id;
     }
-    const run = this.engine.getRun(id);
-    if (!run) throw new Error(`no run ${ref} (see \`tideflow runs\`)`);
-    return run;
+    if (!this.engine.hasRun(id)) throw new ApiFailure("no-run", `no run ${ref} (see \`tideflow runs\`)`);
+    return id;
+  }
+
+  private runOf(ref: string): Run {
+    return this.engine.getRun(this.runIdOf(ref))!;
   }
 
   /** The workflow instances a target names: all of the run's, or those of `date` (a bizdate, a cyctime or an instance id). */
@@ -377,7 +434,7 @@ export class Runner {
       : run.instances.filter((i) => i.id === date || i.cyctime.startsWith(date));
     if (found.length === 0) {
       const dates = [...new Set(run.instances.map((i) => i.bizdate))].sort();
-      throw new Error(`${run.id} has no workflow instance for ${date}; its bizdates are ${dates.length > 3 ? `${dates[0]} … ${dates[dates.length - 1]}` : dates.join(", ")}`);
+      throw new ApiFailure("no-instance", `${run.id} has no workflow instance for ${date}; its bizdates are ${dates.length > 3 ? `${dates[0]} … ${dates[dates.length - 1]}` : dates.join(", ")}`);
     }
     return found;
   }
@@ -387,21 +444,22 @@ export class Runner {
     const found = this.instancesOf(run, target.date);
     if (found.length > 1) {
       const sample = found.slice(0, 3).map((i) => (target.date ? i.cyctime : i.bizdate));
-      throw new Error(
+      throw new ApiFailure(
+        "ambiguous-instance",
         `${run.id} has ${found.length} workflow instances${target.date ? ` for ${target.date}` : ""}; pick one with --date ` +
           `(${target.date ? "a cyctime such as" : "a bizdate such as"} ${sample.join(", ")}${found.length > 3 ? ", …" : ""})`,
+        { instances: found.slice(0, 10).map((i) => i.cyctime) },
       );
     }
     if (!run.tasks.some((t) => t.id === task)) {
-      throw new Error(`${run.id} did not select task \`${task}\`; its tasks are ${run.tasks.map((t) => `\`${t.id}\``).join(", ")}`);
+      throw new ApiFailure("no-task", `${run.id} did not select task \`${task}\`; its tasks are ${run.tasks.map((t) => `\`${t.id}\``).join(", ")}`);
     }
     return found[0];
   }
 
   async operate(p: OperateParams): Promise<OperateResult> {
     const run = this.runOf(p.run);
-    const op = Object.hasOwn(SINGLE_OPERATIONS, p.op) ? SINGLE_OPERATIONS[p.op] : undefined;
-    if (!op) throw new Error(`unknown operation ${JSON.stringify(p.op)}; expected kill, rerun, set-success, pause or resume`);
+    const op = SINGLE_OPERATIONS[p.op];
     const records: EngineRecord[] = [];
     if (p.task !== undefined) {
       const inst = this.oneInstance(run, p, p.task);
@@ -412,13 +470,13 @@ export class Runner {
     const instances = this.instancesOf(run, p.date);
     if (p.op === "kill" || p.op === "rerun") {
       const scopes = p.date === undefined ? [{ runId: run.id }] : instances.map((i) => ({ runId: run.id, instanceId: i.id }));
-      const reasons: string[] = [];
+      const refusals: Refusal[] = [];
       for (const scope of scopes) {
         const r = p.op === "kill" ? this.engine.killRun(scope, Date.now(), p.by) : this.engine.rerunFailed(scope, Date.now(), p.by);
         if (r.ok) records.push(...(await this.settle(r)));
-        else reasons.push(r.reason);
+        else refusals.push(r);
       }
-      if (records.length === 0) throw new Error(reasons[0] ?? `nothing to ${p.op} in ${run.id}`);
+      if (records.length === 0) throw refusals[0] ? refused(refusals[0]) : new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}`);
       return { runId: run.id, changed: this.describeChanges(records) };
     }
     // set-success, pause, resume: the operation on every task instance it is allowed on.
@@ -430,14 +488,13 @@ export class Runner {
       }
     }
     if (records.length === 0) {
-      throw new Error(`nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${allowed.join(" or ")}`);
+      throw new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${allowed.join(" or ")}`);
     }
     return { runId: run.id, changed: this.describeChanges(records) };
   }
 
   async rerunDownstream(p: RerunDownstreamParams): Promise<OperateResult> {
     const run = this.runOf(p.run);
-    if (typeof p.task !== "string") throw new Error("rerun-downstream needs a task");
     const inst = this.oneInstance(run, p, p.task);
     const r = this.engine.rerunDownstream({ instanceId: inst.id, task: p.task }, p.only && p.only.length > 0 ? p.only : "all", Date.now(), p.by);
     return { runId: run.id, changed: this.describeChanges(await this.settle(r)) };
@@ -455,15 +512,16 @@ export class Runner {
 
   async readLog(p: LogsReadParams): Promise<LogsReadResult> {
     const run = this.runOf(p.run);
-    if (typeof p.task !== "string") throw new Error("logs needs a task");
     const inst = this.oneInstance(run, p, p.task);
     const ti = inst.tasks.find((t) => t.task === p.task)!;
     if (ti.attempts.length === 0) {
-      throw new Error(`\`${p.task}\` on ${inst.bizdate} has not run yet (state ${ti.state}), so it has no log`);
+      throw new ApiFailure("no-log", `\`${p.task}\` on ${inst.bizdate} has not run yet (state ${ti.state}), so it has no log`, { state: ti.state });
     }
     const n = p.attempt ?? ti.attempts.length;
-    if (!Number.isInteger(n) || n < 1 || n > ti.attempts.length) {
-      throw new Error(`\`${p.task}\` on ${inst.bizdate} has attempt${ti.attempts.length > 1 ? "s 1–" : " "}${ti.attempts.length}, not ${n}`);
+    if (n > ti.attempts.length) {
+      throw new ApiFailure("no-log", `\`${p.task}\` on ${inst.bizdate} has attempt${ti.attempts.length > 1 ? "s 1–" : " "}${ti.attempts.length}, not ${n}`, {
+        state: ti.state,
+      });
     }
     const key = { runId: run.id, instanceId: inst.id, task: p.task, attempt: n };
     const { text, size } = await this.logs.read(key, p.offset ?? 0);
@@ -503,6 +561,17 @@ export class Runner {
 }
 
 export class RunnerRunningError extends Error {}
+
+/** The engine's refusal as the API answers it: the same code, sentence and states. */
+function refused(r: Refusal): ApiFailure {
+  return new ApiFailure(r.code, r.reason, { ...(r.state !== undefined ? { state: r.state } : {}), ...(r.allowed !== undefined ? { allowed: r.allowed } : {}) });
+}
+
+/** Whether `path` is `root` or inside it (both absolute, normalized). */
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
+}
 
 /** The CLI's operation names → the engine's single-task operations. */
 const SINGLE_OPERATIONS: Record<TaskOperation, keyof typeof OPERATION_FROM> = {

@@ -11,8 +11,8 @@ export type AnalyzeRequest =
 
 export type FileResult =
   | { ok: true; workflow?: WorkflowModel; errors: TideflowDiagnostic[] }
-  /** `reason` completes "<file> …". */
-  | { ok: false; reason: string };
+  /** `reason` completes "<file> …"; `why` says which of the two it is, for a program. */
+  | { ok: false; why: "not-a-workflow-file" | "unreadable"; reason: string };
 
 export type AnalyzeResponse =
   | ({ id: number; kind: "file" } & FileResult)

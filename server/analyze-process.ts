@@ -38,12 +38,12 @@ async function answer(request: AnalyzeRequest): Promise<AnalyzeResponse> {
   // count as satisfied (SPEC §3), so cross-file diagnostics do not concern it (the engine
   // refuses a cycle on its own).
   const { id, file } = request;
-  if (!isWorkflowFile(file)) return { id, kind: "file", ok: false, reason: "is not a workflow file (*.flow.ts or *.flow.js)" };
+  if (!isWorkflowFile(file)) return { id, kind: "file", ok: false, why: "not-a-workflow-file", reason: "is not a workflow file (*.flow.ts or *.flow.js)" };
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (e) {
-    return { id, kind: "file", ok: false, reason: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
+    return { id, kind: "file", ok: false, why: "unreadable", reason: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
   }
   const analysis = analyzeFile(pathToFileURL(file).href, text);
   return { id, kind: "file", ok: true, workflow: analysis.workflow, errors: analysis.diagnostics.filter((d) => d.severity === 1) };

@@ -37,8 +37,11 @@ import type {
   HistoryCause,
   InstanceState,
   OperationResult,
+  Refusal,
+  RefusalCode,
   Run,
   RunCreatedRecord,
+  RunOrder,
   RunScope,
   RunSpec,
   RunState,
@@ -402,149 +405,26 @@ export class Engine {
 
   /**
    * Creates a run of `workflow` (the analyzer's model of `spec.file`) and starts what it
-   * can. Refused (nothing recorded) when the spec does not fit the workflow.
+   * can. Refused (nothing recorded) when the spec does not fit the workflow (`planRun`).
    */
   createRun(spec: RunSpec, workflow: WorkflowModel, now: number, by?: string, id?: string): CreateRunResult {
-    let def: RunCreatedRecord["run"];
-    try {
-      def = this.planRun(spec, workflow, now, by, id);
-    } catch (e) {
-      return { ok: false, reason: e instanceof Error ? e.message : String(e) };
-    }
+    const planned = planRun(spec, workflow, now);
+    if (!planned.ok) return planned;
+    const runId = id ?? `run-${this.runSeq + 1}`;
+    if (this.runs.has(runId)) return refuse("invalid-spec", `a run with id \`${runId}\` exists already`);
+    const { instances, ...draft } = planned.draft;
+    const def: RunCreatedRecord["run"] = {
+      id: runId,
+      ...draft,
+      ...(by !== undefined ? { by } : {}),
+      instances: instances.map((t) => ({ id: `${runId}@${t.cyctime.replace(/[-:]/g, "")}`, bizdate: t.bizdate, cyctime: t.cyctime })),
+    };
     const tx = new Tx(now);
     this.emit(tx, { type: "run.created", at: now, run: def });
     const run = this.runIndex(def.id);
     tx.slots.add(run);
     tx.touched.add(run);
     return { ok: true, runId: def.id, ...this.settle(tx) };
-  }
-
-  /** Validates the spec against the workflow; throws with a reason a person can act on. */
-  private planRun(
-    spec: RunSpec,
-    workflow: WorkflowModel,
-    now: number,
-    by: string | undefined,
-    id: string | undefined,
-  ): RunCreatedRecord["run"] {
-    if (spec.kind !== "test" && spec.kind !== "backfill") {
-      throw new Error(`Expected \`kind\` to be test or backfill, got \`${String(spec.kind)}\``);
-    }
-    if (spec.workflow !== workflow.id) {
-      throw new Error(`the run asks for workflow \`${spec.workflow}\`, but ${spec.file} defines \`${workflow.id}\``);
-    }
-    const parallelism = spec.parallelism ?? 1;
-    if (!Number.isInteger(parallelism) || parallelism < 1) {
-      throw new Error(`Expected \`parallelism\` to be an integer from 1 and up, got \`${parallelism}\``);
-    }
-    const order = spec.order ?? "asc";
-    if (order !== "asc" && order !== "desc") throw new Error(`Expected \`order\` to be asc or desc, got \`${String(order)}\``);
-    const concurrency = workflow.concurrency ?? DEFAULT_CONCURRENCY;
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new Error(`Expected workflow \`${workflow.id}\`'s \`concurrency\` to be an integer from 1 and up, got \`${concurrency}\``);
-    }
-    const runId = id ?? `run-${this.runSeq + 1}`;
-    if (this.runs.has(runId)) throw new Error(`a run with id \`${runId}\` exists already`);
-
-    const byId = new Map<string, WorkflowModel["tasks"][number]>();
-    for (const t of workflow.tasks) {
-      if (byId.has(t.id)) throw new Error(`workflow \`${workflow.id}\` has two tasks with id \`${t.id}\`; fix the duplicate-task error first`);
-      byId.set(t.id, t);
-    }
-    // Same-workflow upstream edges between tasks that exist (unknown ones are the analyzer's errors).
-    const upstreamOf = (t: WorkflowModel["tasks"][number]) =>
-      t.upstream.filter((u) => (u.workflow === undefined || u.workflow === workflow.id) && byId.has(u.task)).map((u) => u.task);
-
-    let selected: Set<string>;
-    if (spec.tasks === undefined) selected = new Set(byId.keys());
-    else {
-      const unknown = spec.tasks.filter((t) => !byId.has(t));
-      if (unknown.length > 0) {
-        throw new Error(
-          `workflow \`${workflow.id}\` has no task${unknown.length > 1 ? "s" : ""} ${unknown.map((t) => `\`${t}\``).join(", ")}; ` +
-            `it has ${[...byId.keys()].map((t) => `\`${t}\``).join(", ") || "no tasks"}`,
-        );
-      }
-      selected = new Set(spec.tasks);
-      if (spec.downstream) {
-        const downstream = new Map<string, string[]>();
-        for (const t of workflow.tasks) {
-          for (const u of upstreamOf(t)) downstream.set(u, [...(downstream.get(u) ?? []), t.id]);
-        }
-        const stack = [...selected];
-        while (stack.length > 0) {
-          for (const d of downstream.get(stack.pop()!) ?? []) {
-            if (!selected.has(d)) {
-              selected.add(d);
-              stack.push(d);
-            }
-          }
-        }
-      }
-    }
-    if (selected.size === 0) throw new Error(`the run selects no task; workflow \`${workflow.id}\` has ${byId.size} task${byId.size === 1 ? "" : "s"}`);
-
-    // Dependency order (Kahn), stable in workflow order; leftovers are a cycle.
-    const tasks: RunTask[] = [];
-    const upstream = new Map<string, string[]>();
-    for (const t of workflow.tasks) if (selected.has(t.id)) upstream.set(t.id, [...new Set(upstreamOf(t).filter((u) => selected.has(u)))]);
-    const placed = new Set<string>();
-    let progress = true;
-    while (progress && placed.size < selected.size) {
-      progress = false;
-      for (const t of workflow.tasks) {
-        if (!selected.has(t.id) || placed.has(t.id)) continue;
-        const ups = upstream.get(t.id)!;
-        if (!ups.every((u) => placed.has(u))) continue;
-        placed.add(t.id);
-        progress = true;
-        tasks.push({
-          id: t.id,
-          kind: t.kind,
-          ...(t.command !== undefined ? { command: t.command } : {}),
-          upstream: ups,
-          retries: t.retries ?? 0,
-          retryDelayMs: t.retryDelayMs ?? 0,
-          ...(t.timeoutMs !== undefined ? { timeoutMs: t.timeoutMs } : {}),
-          params: { ...(workflow.params ?? {}), ...(t.params ?? {}) },
-        });
-      }
-    }
-    if (placed.size < selected.size) {
-      const stuck = [...selected].filter((t) => !placed.has(t));
-      throw new Error(`tasks ${stuck.map((t) => `\`${t}\``).join(", ")} are in or behind a dependency cycle; fix the cycle error first`);
-    }
-
-    let times: InstanceTime[];
-    if (spec.kind === "test") {
-      if (spec.from !== undefined || spec.to !== undefined) throw new Error("a test run takes `bizdate`, not `from`/`to`");
-      const bizdate = spec.bizdate ?? previousDay(zonedDate(now, workflow.timezone));
-      times = [testInstanceTime(workflow.schedule, workflow.timezone, bizdate)];
-    } else {
-      if (spec.bizdate !== undefined) throw new Error("a backfill takes `from` and `to`, not `bizdate`");
-      if (spec.from === undefined || spec.to === undefined) {
-        throw new Error(`a backfill needs both \`from\` and \`to\`, got ${spec.from === undefined ? "no from" : `from ${spec.from}`} and ${spec.to === undefined ? "no to" : `to ${spec.to}`}`);
-      }
-      times = instanceTimes(workflow.schedule, workflow.timezone, spec.from, spec.to);
-      if (times.length === 0) {
-        throw new Error(`schedule \`${workflow.schedule}\` fires for no bizdate from ${spec.from} to ${spec.to}`);
-      }
-    }
-    if (order === "desc") times.reverse();
-    return {
-      id: runId,
-      kind: spec.kind,
-      file: spec.file,
-      workflow: workflow.id,
-      // Through JSON, as the journal will store it: no `undefined` members to tell live and replayed state apart.
-      spec: JSON.parse(JSON.stringify(spec)) as RunSpec,
-      ...(by !== undefined ? { by } : {}),
-      parallelism,
-      order,
-      concurrency,
-      tasks,
-      instances: times.map((t) => ({ id: `${runId}@${t.cyctime.replace(/[-:]/g, "")}`, bizdate: t.bizdate, cyctime: t.cyctime })),
-    };
   }
 
   /**
@@ -559,7 +439,7 @@ export class Engine {
     const { idx, ti } = found;
     const a = ti.attempts[attempt - 1];
     if (a === undefined) {
-      return { ok: false, reason: `${this.describe(idx, task)} has no attempt ${attempt}; it has ${ti.attempts.length}` };
+      return refuse("no-log", `${this.describe(idx, task)} has no attempt ${attempt}; it has ${ti.attempts.length}`);
     }
     if (a.endedAt !== undefined) return { ok: true, ...this.settle(new Tx(now)) };
     const tx = new Tx(now);
@@ -744,22 +624,25 @@ export class Engine {
     if (downstream === "all") chosen = run.run.tasks.map((t) => t.id).filter((t) => below.has(t));
     else {
       const problems: string[] = [];
+      let unknown = false;
       for (const d of downstream) {
-        if (!run.defs.has(d)) problems.push(`\`${d}\` is not a task of run ${run.run.id}`);
-        else if (!below.has(d)) problems.push(`\`${d}\` is not downstream of \`${ti.task}\``);
+        if (!run.defs.has(d)) {
+          problems.push(`\`${d}\` is not a task of run ${run.run.id}`);
+          unknown = true;
+        } else if (!below.has(d)) problems.push(`\`${d}\` is not downstream of \`${ti.task}\``);
       }
-      if (problems.length > 0) return { ok: false, reason: `rerun downstream: ${problems.join("; ")}` };
+      if (problems.length > 0) return refuse(unknown ? "no-task" : "invalid-spec", `rerun downstream: ${problems.join("; ")}`);
       chosen = [...new Set(downstream)].filter((d) => d !== ti.task);
     }
     const set = new Set([ti.task, ...chosen]);
     const wrong = [...set].map((t) => idx.tasks.get(t)!).filter((t) => !RERUN_FROM.includes(t.state));
     if (wrong.length > 0) {
-      return {
-        ok: false,
-        reason:
-          `rerun downstream needs every chosen task in state ${orList(RERUN_FROM)}; on ${this.describeInstance(idx)} ` +
+      return refuse(
+        "wrong-state",
+        `rerun downstream needs every chosen task in state ${orList(RERUN_FROM)}; on ${this.describeInstance(idx)} ` +
           wrong.map((t) => `\`${t.task}\` is ${t.state}`).join(", "),
-      };
+        { state: wrong[0].state, allowed: RERUN_FROM },
+      );
     }
     const tx = new Tx(now);
     this.resetInOrder(tx, idx, set, ti.task, by);
@@ -777,7 +660,7 @@ export class Engine {
     if (!found.ok) return found;
     const targets = found.instances.filter((idx) => idx.inst.tasks.some((t) => KILL_RUN_FROM.includes(t.state)));
     if (targets.length === 0) {
-      return { ok: false, reason: `kill run needs a task in state ${orList(KILL_RUN_FROM)}; ${found.label} has none (run state ${found.run.run.state})` };
+      return refuse("nothing-to-do", `kill run needs a task in state ${orList(KILL_RUN_FROM)}; ${found.label} has none (run state ${found.run.run.state})`);
     }
     const tx = new Tx(now);
     for (const idx of targets) {
@@ -806,7 +689,7 @@ export class Engine {
       if (set.size > 0) this.resetInOrder(tx, idx, set, undefined, by);
     }
     if (tx.records.length === 0) {
-      return { ok: false, reason: `rerun failed needs a failed or killed task; ${found.label} has none (run state ${found.run.run.state})` };
+      return refuse("nothing-to-do", `rerun failed needs a failed or killed task; ${found.label} has none (run state ${found.run.run.state})`);
     }
     return { ok: true, ...this.settle(tx) };
   }
@@ -815,9 +698,24 @@ export class Engine {
   // Queries: copies, so callers cannot change the engine's state behind `apply`.
   // ------------------------------------------------------------------------------------
 
-  getRun(id: string): Run | undefined {
+  /** The run; `instances: false` leaves its workflow instances out (`instances: []`), without copying them. */
+  getRun(id: string, options: { instances?: boolean } = {}): Run | undefined {
     const run = this.runs.get(id);
-    return run && structuredClone(run.run);
+    if (!run) return undefined;
+    return options.instances === false ? structuredClone({ ...run.run, instances: [] }) : structuredClone(run.run);
+  }
+
+  /**
+   * A page of a run's workflow instances, in run order: those from `offset` (of the
+   * matching ones), at most `limit`; with `state`, only instances having a task instance
+   * in it. `total` counts every match.
+   */
+  instancesPage(runId: string, offset: number, limit: number, state?: TaskState): { total: number; instances: WorkflowInstance[] } | undefined {
+    const run = this.runs.get(runId);
+    if (!run) return undefined;
+    const all = run.run.instances;
+    const matching = state === undefined ? all : all.filter((i) => i.tasks.some((t) => t.state === state));
+    return { total: matching.length, instances: structuredClone(matching.slice(offset, offset + limit)) };
   }
 
   listRuns(): RunSummary[] {
@@ -833,6 +731,19 @@ export class Engine {
       instances: run.instances.length,
       counts: { ...counts },
     }));
+  }
+
+  /**
+   * The live run and instance objects, for read-only views that cannot afford a copy per
+   * refresh (the extension's trees over 10,000 task instances). Never mutate them: only
+   * `apply` changes state.
+   */
+  viewRun(id: string): Readonly<Run> | undefined {
+    return this.runs.get(id)?.run;
+  }
+
+  viewInstance(instanceId: string): Readonly<WorkflowInstance> | undefined {
+    return this.instances.get(instanceId)?.inst;
   }
 
   getInstance(instanceId: string): WorkflowInstance | undefined {
@@ -1127,20 +1038,16 @@ export class Engine {
     return idx;
   }
 
-  private resolve(ref: TaskRef): { ok: true; idx: InstanceIndex; ti: TaskInstance } | { ok: false; reason: string } {
+  private resolve(ref: TaskRef): { ok: true; idx: InstanceIndex; ti: TaskInstance } | Refusal {
     const idx = this.instances.get(ref.instanceId);
-    if (!idx) return { ok: false, reason: `no workflow instance \`${ref.instanceId}\`` };
+    if (!idx) return refuse("no-instance", `no workflow instance \`${ref.instanceId}\``);
     const ti = idx.tasks.get(ref.task);
     if (!ti) {
-      return {
-        ok: false,
-        reason: `run ${idx.run.run.id} did not select task \`${ref.task}\`; it has ${idx.run.run.tasks.map((t) => `\`${t.id}\``).join(", ")}`,
-      };
+      return refuse("no-task", `run ${idx.run.run.id} did not select task \`${ref.task}\`; it has ${idx.run.run.tasks.map((t) => `\`${t.id}\``).join(", ")}`);
     }
     return { ok: true, idx, ti };
   }
 
-  /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
   /** One task's operation: refused unless the task is in `from`, else `change` in one transaction. */
   private operate(
     ref: TaskRef,
@@ -1156,26 +1063,27 @@ export class Engine {
     return { ok: true, ...this.settle(tx) };
   }
 
+  /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
   private resolveIn(ref: TaskRef, operation: string, from: readonly TaskState[]) {
     const found = this.resolve(ref);
     if (!found.ok) return found;
     if (!from.includes(found.ti.state)) {
-      return {
-        ok: false as const,
-        reason: `${operation} needs state ${orList(from)}; ${this.describe(found.idx, ref.task)} is ${found.ti.state}`,
-      };
+      return refuse("wrong-state", `${operation} needs state ${orList(from)}; ${this.describe(found.idx, ref.task)} is ${found.ti.state}`, {
+        state: found.ti.state,
+        allowed: from,
+      });
     }
     return found;
   }
 
   private resolveScope(
     scope: RunScope,
-  ): { ok: true; run: RunIndex; instances: InstanceIndex[]; label: string } | { ok: false; reason: string } {
+  ): { ok: true; run: RunIndex; instances: InstanceIndex[]; label: string } | Refusal {
     const run = this.runs.get(scope.runId);
-    if (!run) return { ok: false, reason: `no run \`${scope.runId}\`` };
+    if (!run) return refuse("no-run", `no run \`${scope.runId}\``);
     if (scope.instanceId === undefined) return { ok: true, run, instances: run.instances, label: `run ${run.run.id}` };
     const idx = this.instances.get(scope.instanceId);
-    if (!idx || idx.run !== run) return { ok: false, reason: `run ${run.run.id} has no workflow instance \`${scope.instanceId}\`` };
+    if (!idx || idx.run !== run) return refuse("no-instance", `run ${run.run.id} has no workflow instance \`${scope.instanceId}\``);
     return { ok: true, run, instances: [idx], label: `the instance on ${this.describeInstance(idx)}` };
   }
 
@@ -1187,6 +1095,162 @@ export class Engine {
   private describe(idx: InstanceIndex, task: string): string {
     return `\`${task}\` on ${this.describeInstance(idx)}`;
   }
+}
+
+/** What `createRun` would create, before it has an id: the run's frozen tasks and its instances' dates, in start order. */
+export interface RunDraft {
+  kind: RunSpec["kind"];
+  file: string;
+  workflow: string;
+  /** The spec as the journal stores it (through JSON). */
+  spec: RunSpec;
+  parallelism: number;
+  order: RunOrder;
+  concurrency: number;
+  /** Selected tasks in dependency order. */
+  tasks: RunTask[];
+  instances: InstanceTime[];
+}
+
+/**
+ * Checks the spec against the workflow and works out the run it asks for, creating
+ * nothing: the one place task selection and instance dates are decided, for `createRun`
+ * and for a plan shown before it (the runner's `runs.plan`). Pure. Refused with
+ * `invalid-spec` and a reason a person can act on.
+ */
+export function planRun(spec: RunSpec, workflow: WorkflowModel, now: number): { ok: true; draft: RunDraft } | Refusal {
+  try {
+    return { ok: true, draft: draftRun(spec, workflow, now) };
+  } catch (e) {
+    return refuse("invalid-spec", e instanceof Error ? e.message : String(e));
+  }
+}
+
+function draftRun(spec: RunSpec, workflow: WorkflowModel, now: number): RunDraft {
+  if (spec.kind !== "test" && spec.kind !== "backfill") {
+    throw new Error(`Expected \`kind\` to be test or backfill, got \`${String(spec.kind)}\``);
+  }
+  if (spec.workflow !== workflow.id) {
+    throw new Error(`the run asks for workflow \`${spec.workflow}\`, but ${spec.file} defines \`${workflow.id}\``);
+  }
+  const parallelism = spec.parallelism ?? 1;
+  if (!Number.isInteger(parallelism) || parallelism < 1) {
+    throw new Error(`Expected \`parallelism\` to be an integer from 1 and up, got \`${parallelism}\``);
+  }
+  const order = spec.order ?? "asc";
+  if (order !== "asc" && order !== "desc") throw new Error(`Expected \`order\` to be asc or desc, got \`${String(order)}\``);
+  const concurrency = workflow.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new Error(`Expected workflow \`${workflow.id}\`'s \`concurrency\` to be an integer from 1 and up, got \`${concurrency}\``);
+  }
+
+  const byId = new Map<string, WorkflowModel["tasks"][number]>();
+  for (const t of workflow.tasks) {
+    if (byId.has(t.id)) throw new Error(`workflow \`${workflow.id}\` has two tasks with id \`${t.id}\`; fix the duplicate-task error first`);
+    byId.set(t.id, t);
+  }
+  // Same-workflow upstream edges between tasks that exist (unknown ones are the analyzer's errors).
+  const upstreamOf = (t: WorkflowModel["tasks"][number]) =>
+    t.upstream.filter((u) => (u.workflow === undefined || u.workflow === workflow.id) && byId.has(u.task)).map((u) => u.task);
+
+  let selected: Set<string>;
+  if (spec.tasks === undefined) selected = new Set(byId.keys());
+  else {
+    const unknown = spec.tasks.filter((t) => !byId.has(t));
+    if (unknown.length > 0) {
+      throw new Error(
+        `workflow \`${workflow.id}\` has no task${unknown.length > 1 ? "s" : ""} ${unknown.map((t) => `\`${t}\``).join(", ")}; ` +
+          `it has ${[...byId.keys()].map((t) => `\`${t}\``).join(", ") || "no tasks"}`,
+      );
+    }
+    selected = new Set(spec.tasks);
+    if (spec.downstream) {
+      const downstream = new Map<string, string[]>();
+      for (const t of workflow.tasks) {
+        for (const u of upstreamOf(t)) downstream.set(u, [...(downstream.get(u) ?? []), t.id]);
+      }
+      const stack = [...selected];
+      while (stack.length > 0) {
+        for (const d of downstream.get(stack.pop()!) ?? []) {
+          if (!selected.has(d)) {
+            selected.add(d);
+            stack.push(d);
+          }
+        }
+      }
+    }
+  }
+  if (selected.size === 0) throw new Error(`the run selects no task; workflow \`${workflow.id}\` has ${byId.size} task${byId.size === 1 ? "" : "s"}`);
+
+  // Dependency order (Kahn), stable in workflow order; leftovers are a cycle.
+  const tasks: RunTask[] = [];
+  const upstream = new Map<string, string[]>();
+  for (const t of workflow.tasks) if (selected.has(t.id)) upstream.set(t.id, [...new Set(upstreamOf(t).filter((u) => selected.has(u)))]);
+  const placed = new Set<string>();
+  let progress = true;
+  while (progress && placed.size < selected.size) {
+    progress = false;
+    for (const t of workflow.tasks) {
+      if (!selected.has(t.id) || placed.has(t.id)) continue;
+      const ups = upstream.get(t.id)!;
+      if (!ups.every((u) => placed.has(u))) continue;
+      placed.add(t.id);
+      progress = true;
+      tasks.push({
+        id: t.id,
+        kind: t.kind,
+        ...(t.command !== undefined ? { command: t.command } : {}),
+        upstream: ups,
+        retries: t.retries ?? 0,
+        retryDelayMs: t.retryDelayMs ?? 0,
+        ...(t.timeoutMs !== undefined ? { timeoutMs: t.timeoutMs } : {}),
+        params: { ...(workflow.params ?? {}), ...(t.params ?? {}) },
+      });
+    }
+  }
+  if (placed.size < selected.size) {
+    const stuck = [...selected].filter((t) => !placed.has(t));
+    throw new Error(`tasks ${stuck.map((t) => `\`${t}\``).join(", ")} are in or behind a dependency cycle; fix the cycle error first`);
+  }
+
+  let times: InstanceTime[];
+  if (spec.kind === "test") {
+    if (spec.from !== undefined || spec.to !== undefined) throw new Error("a test run takes `bizdate`, not `from`/`to`");
+    const bizdate = spec.bizdate ?? previousDay(zonedDate(now, workflow.timezone));
+    times = [testInstanceTime(workflow.schedule, workflow.timezone, bizdate)];
+  } else {
+    if (spec.bizdate !== undefined) throw new Error("a backfill takes `from` and `to`, not `bizdate`");
+    if (spec.from === undefined || spec.to === undefined) {
+      throw new Error(`a backfill needs both \`from\` and \`to\`, got ${spec.from === undefined ? "no from" : `from ${spec.from}`} and ${spec.to === undefined ? "no to" : `to ${spec.to}`}`);
+    }
+    times = instanceTimes(workflow.schedule, workflow.timezone, spec.from, spec.to);
+    if (times.length === 0) {
+      throw new Error(`schedule \`${workflow.schedule}\` fires for no bizdate from ${spec.from} to ${spec.to}`);
+    }
+  }
+  if (order === "desc") times.reverse();
+  return {
+    kind: spec.kind,
+    file: spec.file,
+    workflow: workflow.id,
+    // Through JSON, as the journal will store it: no `undefined` members to tell live and replayed state apart.
+    spec: JSON.parse(JSON.stringify(spec)) as RunSpec,
+    parallelism,
+    order,
+    concurrency,
+    tasks,
+    instances: times,
+  };
+}
+
+function refuse(code: RefusalCode, reason: string, extra: { state?: TaskState; allowed?: readonly TaskState[] } = {}): Refusal {
+  return {
+    ok: false,
+    code,
+    reason,
+    ...(extra.state !== undefined ? { state: extra.state } : {}),
+    ...(extra.allowed !== undefined ? { allowed: [...extra.allowed] } : {}),
+  };
 }
 
 /** Replaces a task's `after` list, keeping `afterOf` and `unmet` exact. */

@@ -1,10 +1,15 @@
 /** The `tideflow` command as a user runs it: a real process on real files. */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
+import type { RunPlan } from "../../protocol/api";
+import type { RunSummary } from "../../protocol/runner";
+import { readRunnerInfo } from "../../common/runner-client";
+import { processAlive } from "../../runner/exec/process-tree";
+import { workspace } from "../runner/fixture";
 
 const ROOT = resolve(__dirname, "../..");
 const CLI = join(ROOT, "dist/cli.js");
@@ -70,4 +75,72 @@ test("usage errors say what is wrong and exit 2", () => {
   const missing = tideflow(["check", "examples/nope.flow.ts"]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /cannot read examples\/nope\.flow\.ts/);
+});
+
+test("test and backfill --dry-run print the plan and create nothing, starting the runner if none runs", async () => {
+  const ws = workspace({
+    "chain.flow.ts": `import { workflow, shell, task } from "tideflow";
+export const a = shell("a", "echo a");
+export const b = shell("b", { upstream: [a] }, "echo b");
+export const c = task("c", { upstream: [b] }, async () => {});
+export const d = shell("d", { upstream: [a] }, "echo d");
+export default workflow("chain", { schedule: "30 2 * * *", timezone: "Asia/Shanghai", tasks: [a, b, c, d] });
+`,
+  });
+  try {
+    assert.equal(readRunnerInfo(ws.dir), undefined);
+    const r = await ws.cli(["backfill", "chain.flow.ts", "--from", "2026-11-01", "--to", "2026-11-03", "--order", "desc", "--parallel", "2", "--dry-run"]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /started the runner \(pid \d+\)/);
+    assert.ok(processAlive(readRunnerInfo(ws.dir)!.pid), "the runner runs");
+    assert.equal(
+      r.stdout,
+      "dry run, nothing created: backfill of chain (chain.flow.ts); parallelism 2, order desc\n" +
+        "tasks, in dependency order: a, b (after a), c (after b), d (after a)\n\n" +
+        "  2026-11-03  cyctime 2026-11-04T02:30:00+08:00\n" +
+        "  2026-11-02  cyctime 2026-11-03T02:30:00+08:00\n" +
+        "  2026-11-01  cyctime 2026-11-02T02:30:00+08:00\n\n" +
+        "would run 3 workflow instances × 4 tasks = 12 task instances\n",
+    );
+
+    const json = await ws.cli(["test", "chain.flow.ts", "--task", "b", "--downstream", "--date", "2026-11-19", "--dry-run", "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    assert.doesNotMatch(json.stderr, /started the runner/, "the runner started by the first command serves");
+    const plan = JSON.parse(json.stdout) as RunPlan;
+    assert.deepEqual(plan, {
+      kind: "test",
+      file: join(ws.dir, "chain.flow.ts"),
+      workflow: "chain",
+      tasks: [
+        { id: "b", kind: "shell", upstream: [] },
+        { id: "c", kind: "task", upstream: ["b"] },
+      ],
+      instances: [{ bizdate: "2026-11-19", cyctime: "2026-11-20T02:30:00+08:00" }],
+      parallelism: 1,
+      order: "asc",
+      total: 2,
+    });
+
+    const refused = await ws.cli(["test", "chain.flow.ts", "--task", "zzz", "--dry-run"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^tideflow: workflow `chain` has no task `zzz`; it has `a`, `b`, `c`, `d`$/m);
+    const usage = await ws.cli(["test", "chain.flow.ts", "--dry-run", "--detach"]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /--dry-run creates no run/);
+
+    const runs = await ws.cli(["runs", "--json"]);
+    assert.deepEqual(JSON.parse(runs.stdout) as RunSummary[], []);
+    const bundles = join(ws.dir, ".tideflow", "bundles");
+    assert.deepEqual(existsSync(bundles) ? readdirSync(bundles) : [], []);
+    assert.doesNotMatch(readFileSync(join(ws.dir, ".tideflow", "journal"), "utf8"), /run\.created/);
+  } finally {
+    await ws.dispose();
+  }
+});
+
+test("usage lists --dry-run for test and backfill", () => {
+  const r = tideflow(["help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /test <file> .*\[--detach\|--dry-run\]/);
+  assert.match(r.stdout, /\[--order asc\|desc\] \[--json\] \[--detach\|--dry-run\]/);
 });

@@ -12,12 +12,15 @@ import { describe, test } from "node:test";
 import { CronExpressionParser } from "cron-parser";
 import type { TaskModel, UpstreamRef, WorkflowModel } from "../../protocol/model";
 import type {
+  CreateRunResult,
   Decision,
   Effect,
   EngineRecord,
   HistoryCause,
   KillEffect,
   OperationResult,
+  Refusal,
+  RefusalCode,
   Run,
   RunSpec,
   StartEffect,
@@ -25,7 +28,7 @@ import type {
 } from "../../protocol/runner";
 import { previousDay, zonedIso } from "../../common/cron";
 import { addDays, instanceTimes, MAX_INSTANCES, startOfDay, testInstanceTime } from "../../common/engine/dates";
-import { DEFAULT_CONCURRENCY, Engine, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
+import { DEFAULT_CONCURRENCY, Engine, planRun, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -92,7 +95,7 @@ function backfillSpec(from: string, to: string, extra: Partial<RunSpec> = {}): R
   return { kind: "backfill", file: FILE, workflow: "daily_sales", downstream: false, from, to, ...extra };
 }
 
-type Refused = { ok: false; reason: string };
+type Refused = Refusal;
 
 /**
  * Drives one engine the way the runner will: keeps every record (the journal), the
@@ -233,9 +236,14 @@ function wake(d: Decision): number | undefined {
   return d.effects.find((e): e is Extract<Effect, { type: "wake" }> => e.type === "wake")?.at;
 }
 
-function refusal(result: OperationResult | { ok: boolean; reason?: string }): string {
+/** The refusal's reason, after checking its code (and, for wrong-state, the states it carries). */
+function refusal(result: OperationResult | CreateRunResult | ReturnType<typeof planRun>, code: RefusalCode, states?: { state: TaskState; allowed: TaskState[] }): string {
   assert.equal(result.ok, false, "expected the operation to be refused");
-  return (result as Refused).reason;
+  const refused = result as Refusal;
+  assert.equal(refused.code, code, refused.reason);
+  if (code === "wrong-state") assert.ok(refused.state !== undefined && refused.allowed !== undefined, "wrong-state carries state and allowed");
+  if (states) assert.deepEqual({ state: refused.state, allowed: refused.allowed }, states);
+  return refused.reason;
 }
 
 function historyOf(d: Driver, task: string, instance = 0): [TaskState, TaskState, HistoryCause, string?][] {
@@ -448,7 +456,7 @@ describe("createRun", () => {
   test("refusals name what is wrong", () => {
     const engine = new Engine();
     const wf = salesFlow();
-    const reason = (spec: RunSpec, model: WorkflowModel = wf) => refusal(engine.createRun(spec, model, T0));
+    const reason = (spec: RunSpec, model: WorkflowModel = wf) => refusal(engine.createRun(spec, model, T0), "invalid-spec");
     assert.equal(reason(testSpec({ tasks: ["nope", "zip"] })), "workflow `daily_sales` has no tasks `nope`, `zip`; it has `extract`, `load`, `report`");
     assert.equal(reason(testSpec({ tasks: [] })), "the run selects no task; workflow `daily_sales` has 3 tasks");
     assert.equal(reason(testSpec({ parallelism: 0 })), "Expected `parallelism` to be an integer from 1 and up, got `0`");
@@ -464,6 +472,27 @@ describe("createRun", () => {
     const cyclic = workflow("daily_sales", { a: { upstream: ["b"] }, b: { upstream: ["a"] }, c: { upstream: ["b"] } });
     assert.equal(reason(testSpec(), cyclic), "tasks `a`, `b`, `c` are in or behind a dependency cycle; fix the cycle error first");
     assert.equal(engine.listRuns().length, 0, "refused runs leave no trace");
+  });
+
+  test("planRun: what createRun would create, from the same selection and dates, with its refusals", () => {
+    const wf = salesFlow();
+    const spec = backfillSpec("2026-11-01", "2026-11-03", { tasks: ["load"], downstream: true, order: "desc", parallelism: 2 });
+    const planned = planRun(spec, wf, T0);
+    assert.ok(planned.ok);
+    assert.deepEqual(planned.draft.tasks.map((t) => [t.id, t.upstream]), [["load", []], ["report", ["load"]]]);
+    assert.deepEqual(planned.draft.instances.map((i) => i.bizdate), ["2026-11-03", "2026-11-02", "2026-11-01"]);
+    assert.deepEqual([planned.draft.parallelism, planned.draft.order, planned.draft.concurrency], [2, "desc", DEFAULT_CONCURRENCY]);
+
+    const d = new Driver();
+    d.create(spec, wf);
+    const run = d.run();
+    assert.deepEqual(run.tasks, planned.draft.tasks);
+    assert.deepEqual(run.instances.map((i) => ({ bizdate: i.bizdate, cyctime: i.cyctime })), planned.draft.instances);
+
+    const bad = testSpec({ tasks: ["nope"] });
+    const refusedPlan = planRun(bad, wf, T0);
+    assert.equal(refusal(refusedPlan, "invalid-spec"), refusal(new Engine().createRun(bad, wf, T0), "invalid-spec"));
+    assert.equal(refusal(planRun(backfillSpec("2026-11-20", "2026-11-19"), wf, T0), "invalid-spec"), "from is after to: from 2026-11-20, to 2026-11-19");
   });
 });
 
@@ -660,10 +689,10 @@ describe("operations", () => {
     assert.equal(d.task("extract").attempts[0].endedAt, T0 + 20);
     assert.deepEqual(historyOf(d, "extract").at(-1), ["running", "killed", "operator", "cli"]);
     assert.equal(
-      refusal(d.engine.kill({ instanceId: inst, task: "extract" }, d.now)),
+      refusal(d.engine.kill({ instanceId: inst, task: "extract" }, d.now), "wrong-state", { state: "killed", allowed: ["waiting", "running"] }),
       "kill needs state waiting or running; `extract` on 2026-11-19 is killed",
     );
-    assert.equal(refusal(d.engine.kill({ instanceId: inst, task: "load" }, d.now)), "kill needs state waiting or running; `load` on 2026-11-19 is not_run");
+    assert.equal(refusal(d.engine.kill({ instanceId: inst, task: "load" }, d.now), "wrong-state", { state: "not_run", allowed: ["waiting", "running"] }), "kill needs state waiting or running; `load` on 2026-11-19 is not_run");
     d.checkReplay();
   });
 
@@ -691,7 +720,7 @@ describe("operations", () => {
     assert.equal(d.run().state, "running");
     assert.equal(d.run().endedAt, undefined);
     assert.equal(
-      refusal(d.engine.rerun({ instanceId: inst, task: "extract" }, T0 + 100)),
+      refusal(d.engine.rerun({ instanceId: inst, task: "extract" }, T0 + 100), "wrong-state", { state: "running", allowed: ["not_run", "success", "failed", "killed"] }),
       "rerun needs state not_run, success, failed or killed; `extract` on 2026-11-19 is running",
     );
     assert.deepEqual(starts(d.exit("extract")).map((s) => s.task), ["load"]);
@@ -726,7 +755,7 @@ describe("operations", () => {
     d.create(testSpec(), salesFlow());
     d.exit("extract");
     assert.equal(
-      refusal(d.engine.rerun({ instanceId: d.instanceId(), task: "load" }, d.now)),
+      refusal(d.engine.rerun({ instanceId: d.instanceId(), task: "load" }, d.now), "wrong-state"),
       "rerun needs state not_run, success, failed or killed; `load` on 2026-11-19 is running",
     );
     d.checkReplay();
@@ -737,7 +766,7 @@ describe("operations", () => {
     d.create(testSpec(), salesFlow());
     const inst = d.instanceId();
     assert.equal(
-      refusal(d.engine.setSuccess({ instanceId: inst, task: "extract" }, T0)),
+      refusal(d.engine.setSuccess({ instanceId: inst, task: "extract" }, T0), "wrong-state", { state: "running", allowed: ["failed", "killed"] }),
       "set success needs state failed or killed; `extract` on 2026-11-19 is running",
     );
     d.exit("extract", { exitCode: 1 });
@@ -788,16 +817,20 @@ describe("operations", () => {
     const inst = d.instanceId();
     d.exit("extract");
     assert.equal(
-      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "extract" }, "all", d.now)),
+      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "extract" }, "all", d.now), "wrong-state", { state: "running", allowed: ["not_run", "success", "failed", "killed"] }),
       "rerun downstream needs every chosen task in state not_run, success, failed or killed; on 2026-11-19 `load` is running",
     );
     assert.equal(
-      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "load" }, ["extract", "ghost"], d.now)),
+      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "load" }, ["extract", "ghost"], d.now), "no-task"),
       "rerun downstream: `extract` is not downstream of `load`; `ghost` is not a task of run run-1",
     );
-    assert.equal(refusal(d.engine.rerunDownstream({ instanceId: "nope", task: "load" }, "all", d.now)), "no workflow instance `nope`");
     assert.equal(
-      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "ghost" }, "all", d.now)),
+      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "load" }, ["extract"], d.now), "invalid-spec"),
+      "rerun downstream: `extract` is not downstream of `load`",
+    );
+    assert.equal(refusal(d.engine.rerunDownstream({ instanceId: "nope", task: "load" }, "all", d.now), "no-instance"), "no workflow instance `nope`");
+    assert.equal(
+      refusal(d.engine.rerunDownstream({ instanceId: inst, task: "ghost" }, "all", d.now), "no-task"),
       "run run-1 did not select task `ghost`; it has `extract`, `load`, `report`",
     );
     d.checkReplay();
@@ -809,10 +842,10 @@ describe("operations", () => {
     const inst = d.instanceId();
     d.op(d.engine.pause({ instanceId: inst, task: "load" }, T0, "cli"));
     assert.equal(
-      refusal(d.engine.pause({ instanceId: inst, task: "extract" }, T0)),
+      refusal(d.engine.pause({ instanceId: inst, task: "extract" }, T0), "wrong-state", { state: "running", allowed: ["not_run", "waiting"] }),
       "pause needs state not_run or waiting; `extract` on 2026-11-19 is running",
     );
-    assert.equal(refusal(d.engine.resume({ instanceId: inst, task: "report" }, T0)), "resume needs state paused; `report` on 2026-11-19 is not_run");
+    assert.equal(refusal(d.engine.resume({ instanceId: inst, task: "report" }, T0), "wrong-state", { state: "not_run", allowed: ["paused"] }), "resume needs state paused; `report` on 2026-11-19 is not_run");
     assert.deepEqual(starts(d.exit("extract")), []);
     assert.deepEqual(d.states(), { extract: "success", load: "paused", report: "not_run" });
     assert.equal(d.run().instances[0].state, "finished");
@@ -868,7 +901,7 @@ describe("operations", () => {
     for (let i = 0; i < 3; i++) assert.deepEqual(d.states("run-1", i), { extract: "killed", load: "killed", report: "killed" });
     assert.ok(d.run().instances.every((i) => i.state === "finished"));
     assert.equal(d.run().state, "killed");
-    assert.match(refusal(d.engine.killRun({ runId: "run-1" }, T0 + 6)), /^kill run needs a task in state not_run, waiting, running or paused; run run-1 has none \(run state killed\)$/);
+    assert.match(refusal(d.engine.killRun({ runId: "run-1" }, T0 + 6), "nothing-to-do"), /^kill run needs a task in state not_run, waiting, running or paused; run run-1 has none \(run state killed\)$/);
 
     const r = d.op(d.engine.rerunFailed({ runId: "run-1" }, T0 + 10, "vscode"));
     assert.deepEqual(starts(r).map((s) => [s.task, s.bizdate, s.attempt]), [["extract", "2026-11-01", 2]]);
@@ -893,10 +926,10 @@ describe("operations", () => {
       "2026-11-03",
     ]);
     assert.equal(
-      refusal(d.engine.rerunFailed({ runId: "run-1" }, d.now)),
+      refusal(d.engine.rerunFailed({ runId: "run-1" }, d.now), "nothing-to-do"),
       "rerun failed needs a failed or killed task; run run-1 has none (run state success)",
     );
-    assert.equal(refusal(d.engine.killRun({ runId: "run-9" }, d.now)), "no run `run-9`");
+    assert.equal(refusal(d.engine.killRun({ runId: "run-9" }, d.now), "no-run"), "no run `run-9`");
     d.checkReplay();
   });
 
@@ -912,10 +945,10 @@ describe("operations", () => {
     assert.deepEqual(d.states("run-1", 0), { extract: "success", load: "success", report: "success" });
     assert.equal(d.run().state, "killed");
     assert.equal(
-      refusal(d.engine.rerunFailed({ runId: "run-1", instanceId: i0 }, d.now)),
+      refusal(d.engine.rerunFailed({ runId: "run-1", instanceId: i0 }, d.now), "nothing-to-do"),
       "rerun failed needs a failed or killed task; the instance on 2026-11-01 has none (run state killed)",
     );
-    assert.equal(refusal(d.engine.killRun({ runId: "run-1", instanceId: "run-1@x" }, d.now)), "run run-1 has no workflow instance `run-1@x`");
+    assert.equal(refusal(d.engine.killRun({ runId: "run-1", instanceId: "run-1@x" }, d.now), "no-instance"), "run run-1 has no workflow instance `run-1@x`");
     d.op(d.engine.rerunFailed({ runId: "run-1", instanceId: i1 }, d.now, "cli"));
     d.drain();
     assert.equal(d.run().state, "success");
@@ -958,9 +991,9 @@ describe("operations", () => {
   test("refusals for unknown instances and tasks", () => {
     const d = new Driver();
     d.create(testSpec(), salesFlow());
-    assert.equal(refusal(d.engine.kill({ instanceId: "nope", task: "extract" }, T0)), "no workflow instance `nope`");
+    assert.equal(refusal(d.engine.kill({ instanceId: "nope", task: "extract" }, T0), "no-instance"), "no workflow instance `nope`");
     assert.equal(
-      refusal(d.engine.pause({ instanceId: d.instanceId(), task: "ghost" }, T0)),
+      refusal(d.engine.pause({ instanceId: d.instanceId(), task: "ghost" }, T0), "no-task"),
       "run run-1 did not select task `ghost`; it has `extract`, `load`, `report`",
     );
   });
@@ -970,7 +1003,7 @@ describe("operations", () => {
     d.create(backfillSpec("2026-11-19", "2026-11-19"), salesFlow({}, { schedule: "0 * * * *", timezone: "UTC" }));
     assert.equal(d.run().instances.length, 24);
     assert.equal(
-      refusal(d.engine.setSuccess({ instanceId: d.instanceId("run-1", 0), task: "extract" }, T0)),
+      refusal(d.engine.setSuccess({ instanceId: d.instanceId("run-1", 0), task: "extract" }, T0), "wrong-state"),
       "set success needs state failed or killed; `extract` on 2026-11-19 (cyctime 2026-11-20T00:00:00+00:00) is running",
     );
   });
@@ -989,8 +1022,8 @@ describe("exit reports, recovery and replay", () => {
     const dup = d.engine.onAttemptExit(inst, "extract", 1, { exitCode: 1 }, d.now);
     assert.deepEqual(dup, { ok: true, records: [], effects: [] });
     assert.equal(d.task("extract").state, "success");
-    assert.equal(refusal(d.engine.onAttemptExit(inst, "extract", 5, { exitCode: 0 }, d.now)), "`extract` on 2026-11-19 has no attempt 5; it has 1");
-    assert.equal(refusal(d.engine.onAttemptExit("nope", "extract", 1, { exitCode: 0 }, d.now)), "no workflow instance `nope`");
+    assert.equal(refusal(d.engine.onAttemptExit(inst, "extract", 5, { exitCode: 0 }, d.now), "no-log"), "`extract` on 2026-11-19 has no attempt 5; it has 1");
+    assert.equal(refusal(d.engine.onAttemptExit("nope", "extract", 1, { exitCode: 0 }, d.now), "no-instance"), "no workflow instance `nope`");
     d.checkReplay();
   });
 

@@ -1,0 +1,280 @@
+/**
+ * The Instances view: runs (newest first) → workflow instances → task instances, as
+ * DataWorks' Operation Center lists them. Built from the RunStore's live objects:
+ * - children are built only when a node is expanded;
+ * - node objects are kept by id, so a change refreshes exactly the task instances that
+ *   changed (and their instance and run, whose counts moved), one event per coalesced
+ *   batch of runner records;
+ * - each item's `contextValue` is `<kind>.<state>`, which the menus' `when` clauses match
+ *   against the states each operation is allowed from (SPEC §3).
+ */
+import * as vscode from "vscode";
+import type { RunKind, RunSummary, TaskInstance, TaskState, WorkflowInstance } from "../../protocol/runner";
+import { TASK_STATES } from "../../protocol/runner";
+import { elapsed, localTime } from "../../common/time-format";
+import { runStateIcon, taskStateIcon } from "../states";
+import { taskKey, type RunStore, type StoreChange } from "../store";
+
+export type InstancesNode = RunNode | InstanceNode | TaskNode | NoteNode;
+
+export class RunNode {
+  readonly kind = "run";
+  constructor(readonly runId: string) {}
+}
+
+export class InstanceNode {
+  readonly kind = "instance";
+  constructor(
+    readonly runId: string,
+    readonly instanceId: string,
+  ) {}
+}
+
+export class TaskNode {
+  readonly kind = "task";
+  constructor(
+    readonly runId: string,
+    readonly instanceId: string,
+    readonly task: string,
+  ) {}
+}
+
+export class NoteNode {
+  readonly kind = "note";
+  constructor(
+    readonly id: string,
+    readonly text: string,
+  ) {}
+}
+
+export interface InstancesFilter {
+  states?: TaskState[];
+  workflows?: string[];
+  kinds?: RunKind[];
+}
+
+export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vscode.Disposable {
+  private readonly emitter = new vscode.EventEmitter<InstancesNode | InstancesNode[] | undefined>();
+  readonly onDidChangeTreeData = this.emitter.event;
+  private readonly nodes = new Map<string, InstancesNode>();
+  private readonly disposables: vscode.Disposable[] = [this.emitter];
+  filter: InstancesFilter = {};
+  view: vscode.TreeView<InstancesNode> | undefined;
+
+  constructor(
+    private readonly store: RunStore,
+    private readonly runnerState: () => string,
+  ) {
+    store.onDidChange((c) => this.onChange(c), undefined, this.disposables);
+  }
+
+  setFilter(filter: InstancesFilter): void {
+    this.filter = filter;
+    this.emitter.fire(undefined);
+    this.updateDescription();
+  }
+
+  refreshAll(): void {
+    this.emitter.fire(undefined);
+    this.updateDescription();
+  }
+
+  private onChange(c: StoreChange): void {
+    if (c.structure || this.filter.states) {
+      // A state filter changes which nodes exist; a new run changes the root.
+      this.emitter.fire(undefined);
+    } else {
+      const changed: InstancesNode[] = [];
+      for (const k of c.tasks) {
+        const n = this.nodes.get(`task:${k}`);
+        if (n) changed.push(n);
+      }
+      for (const id of c.instances) {
+        const n = this.nodes.get(`instance:${id}`);
+        if (n) changed.push(n);
+      }
+      for (const id of c.runs) {
+        const n = this.nodes.get(`run:${id}`);
+        if (n) changed.push(n);
+      }
+      if (changed.length > 0) this.emitter.fire(changed);
+    }
+    this.updateDescription();
+  }
+
+  /** The view's description: task instances per state over the runs shown (DataWorks' statistics bar). */
+  updateDescription(): void {
+    if (!this.view) return;
+    const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
+    for (const s of this.visibleRuns()) for (const st of TASK_STATES) counts[st] += s.counts[st];
+    const parts = TASK_STATES.filter((s) => counts[s] > 0).map((s) => `${s} ${counts[s]}`);
+    const filtered = this.filter.states || this.filter.workflows || this.filter.kinds ? " (filtered)" : "";
+    this.view.description = parts.length > 0 ? parts.join(" · ") + filtered : filtered.trim();
+    this.view.message = this.store.loaded && this.visibleRuns().length === 0
+      ? filtered ? "No run matches the filter." : undefined
+      : undefined;
+  }
+
+  private visibleRuns(): RunSummary[] {
+    const f = this.filter;
+    return this.store.summaries().filter(
+      (s) =>
+        (!f.kinds || f.kinds.includes(s.kind)) &&
+        (!f.workflows || f.workflows.includes(s.workflow)) &&
+        (!f.states || f.states.some((st) => s.counts[st] > 0)),
+    );
+  }
+
+  private node<T extends InstancesNode>(key: string, make: () => T): T {
+    let n = this.nodes.get(key) as T | undefined;
+    if (!n) this.nodes.set(key, (n = make()));
+    return n;
+  }
+
+  getChildren(element?: InstancesNode): InstancesNode[] {
+    if (!element) {
+      if (this.runnerState() === "stopped" && this.store.summaries().length === 0) return [];
+      return this.visibleRuns().map((s) => this.node(`run:${s.id}`, () => new RunNode(s.id)));
+    }
+    const states = this.filter.states;
+    switch (element.kind) {
+      case "run": {
+        if (this.store.isBig(element.runId)) {
+          const s = this.store.summary(element.runId);
+          return [this.node(`note:${element.runId}`, () => new NoteNode(`note:${element.runId}`, `${s?.instances ?? 0} workflow instances: too many to list here (see \`tideflow show ${element.runId}\`)`))];
+        }
+        const run = this.store.run(element.runId);
+        if (!run) return [];
+        return run.instances
+          .filter((i) => !states || i.tasks.some((t) => states.includes(t.state)))
+          .map((i) => this.node(`instance:${i.id}`, () => new InstanceNode(run.id, i.id)));
+      }
+      case "instance": {
+        const inst = this.store.instance(element.instanceId);
+        if (!inst) return [];
+        return inst.tasks
+          .filter((t) => !states || states.includes(t.state))
+          .map((t) => this.node(`task:${taskKey(inst.id, t.task)}`, () => new TaskNode(element.runId, inst.id, t.task)));
+      }
+      default:
+        return [];
+    }
+  }
+
+  getParent(element: InstancesNode): InstancesNode | undefined {
+    switch (element.kind) {
+      case "instance":
+        return this.nodes.get(`run:${element.runId}`);
+      case "task":
+        return this.nodes.get(`instance:${element.instanceId}`);
+      default:
+        return undefined;
+    }
+  }
+
+  /** The node of a task instance (built on demand), for `reveal`. */
+  taskNode(runId: string, instanceId: string, task: string): TaskNode {
+    this.node(`run:${runId}`, () => new RunNode(runId));
+    this.node(`instance:${instanceId}`, () => new InstanceNode(runId, instanceId));
+    return this.node(`task:${taskKey(instanceId, task)}`, () => new TaskNode(runId, instanceId, task));
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+
+  getTreeItem(element: InstancesNode): vscode.TreeItem {
+    switch (element.kind) {
+      case "run":
+        return this.runItem(element);
+      case "instance":
+        return this.instanceItem(element);
+      case "task":
+        return this.taskItem(element);
+      case "note": {
+        const item = new vscode.TreeItem(element.text, vscode.TreeItemCollapsibleState.None);
+        item.id = element.id;
+        return item;
+      }
+    }
+  }
+
+  private runItem(n: RunNode): vscode.TreeItem {
+    const s = this.store.summary(n.runId);
+    const run = this.store.run(n.runId);
+    const item = new vscode.TreeItem(`${n.runId} ${s?.workflow ?? ""}`, vscode.TreeItemCollapsibleState.Collapsed);
+    item.id = `run:${n.runId}`;
+    if (!s) return item;
+    const dates = run ? dateRange(run.instances) : `${s.instances} instances`;
+    const counts = TASK_STATES.filter((st) => s.counts[st] > 0).map((st) => `${st} ${s.counts[st]}`);
+    item.description = `${s.state} · ${s.kind} · ${dates}${counts.length > 1 || s.state === "running" ? ` · ${counts.join(", ")}` : ""}`;
+    item.iconPath = runStateIcon(s.state);
+    item.contextValue = `run.${s.state}`;
+    item.tooltip = new vscode.MarkdownString(
+      `**${n.runId}** — ${s.kind} of \`${s.workflow}\`, **${s.state}**\n\n` +
+        `created ${localTime(s.createdAt)}${s.by ? ` by ${s.by}` : ""}${s.endedAt ? `, ended ${localTime(s.endedAt)} (${elapsed(s.endedAt - s.createdAt)})` : ""}\n\n` +
+        `${s.instances} workflow instance${s.instances === 1 ? "" : "s"}; task instances: ${counts.join(", ")}`,
+    );
+    item.accessibilityInformation = { label: `${n.runId}, ${s.kind} of ${s.workflow}, ${s.state}, ${counts.join(", ")}` };
+    return item;
+  }
+
+  private instanceItem(n: InstanceNode): vscode.TreeItem {
+    const inst = this.store.instance(n.instanceId);
+    const item = new vscode.TreeItem(inst?.bizdate ?? n.instanceId, vscode.TreeItemCollapsibleState.Collapsed);
+    item.id = `instance:${n.instanceId}`;
+    if (!inst) return item;
+    const state = instanceState(inst);
+    const counts = TASK_STATES.map((st) => [st, inst.tasks.filter((t) => t.state === st).length] as const).filter(([, c]) => c > 0);
+    item.description = `${state} · cyctime ${inst.cyctime.replace("T", " ").slice(0, 16)}${counts.length > 1 ? ` · ${counts.map(([st, c]) => `${st} ${c}`).join(", ")}` : ""}`;
+    item.iconPath = taskStateIcon(state);
+    item.contextValue = `instance.${state}`;
+    item.tooltip = `${n.instanceId}\nbizdate ${inst.bizdate}, cyctime ${inst.cyctime} (${inst.state})`;
+    item.accessibilityInformation = { label: `bizdate ${inst.bizdate}, ${state}, cyctime ${inst.cyctime}` };
+    return item;
+  }
+
+  private taskItem(n: TaskNode): vscode.TreeItem {
+    const ti = this.store.taskInstance(n.instanceId, n.task);
+    const item = new vscode.TreeItem(n.task, vscode.TreeItemCollapsibleState.None);
+    item.id = `task:${taskKey(n.instanceId, n.task)}`;
+    if (!ti) return item;
+    const { description, spoken } = describeTask(ti);
+    item.description = description;
+    item.iconPath = taskStateIcon(ti.state);
+    item.contextValue = `task.${ti.state}`;
+    item.accessibilityInformation = { label: `${n.task}: ${spoken}` };
+    const last = ti.history[ti.history.length - 1];
+    item.tooltip = `${n.task} — ${ti.state}${last ? ` since ${localTime(last.at)} (${last.cause}${last.by ? ` by ${last.by}` : ""})` : ""}`;
+    item.command = { command: "tideflow.showDetails", title: "Show Instance Details", arguments: [n] };
+    return item;
+  }
+}
+
+/** A task instance in words: `success · attempt 2 · 3.2 s`, and the same for a screen reader. */
+export function describeTask(ti: Readonly<TaskInstance>, now = Date.now()): { description: string; spoken: string } {
+  const parts: string[] = [ti.state];
+  const last = ti.attempts[ti.attempts.length - 1];
+  if (last) {
+    parts.push(`attempt ${last.n}`);
+    parts.push(elapsed((last.endedAt ?? now) - last.startedAt));
+    if (last.exitCode !== undefined && last.exitCode !== 0) parts.push(`exit ${last.exitCode}`);
+    else if (last.signal) parts.push(last.signal);
+  }
+  if (ti.retryAt !== undefined && ti.state === "waiting") parts.push(`retry at ${localTime(ti.retryAt).slice(11)}`);
+  return { description: parts.join(" · "), spoken: parts.join(", ") };
+}
+
+/** One state for a workflow instance, the most pressing of its tasks'. */
+export function instanceState(inst: Readonly<WorkflowInstance>): TaskState {
+  const has = (s: TaskState) => inst.tasks.some((t) => t.state === s);
+  for (const s of ["running", "failed", "killed", "waiting", "paused"] as const) if (has(s)) return s;
+  if (inst.tasks.every((t) => t.state === "success")) return "success";
+  return "not_run";
+}
+
+function dateRange(instances: readonly Readonly<WorkflowInstance>[]): string {
+  if (instances.length === 0) return "no instance";
+  const dates = instances.map((i) => i.bizdate).sort();
+  return dates[0] === dates[dates.length - 1] ? dates[0] : `${dates[0]} … ${dates[dates.length - 1]} (${instances.length})`;
+}
