@@ -149,7 +149,7 @@ async function workflowOf(ctx: CommandContext, arg: unknown): Promise<{ w: Workf
   if (inEditor) return { w: inEditor };
   const all = ctx.workflows.all();
   if (all.length === 0) {
-    void vscode.window.showWarningMessage("Tideflow: no workflow file (*.flow.ts) in this workspace");
+    void vscode.window.showWarningMessage("Tideflow: no workflow file (*.flow.ts, *.flow.js) in this workspace");
     return undefined;
   }
   const picked = await vscode.window.showQuickPick(
@@ -182,7 +182,7 @@ function targetsOf(node: unknown, nodes: unknown): TaskTarget[] {
 async function pickTaskInstance(ctx: CommandContext, title: string, allowed?: readonly TaskState[]): Promise<TaskTarget | undefined> {
   await ctx.store.settled();
   const items: (vscode.QuickPickItem & { target: TaskTarget })[] = [];
-  for (const s of ctx.store.summaries()) {
+  collect: for (const s of ctx.store.summaries()) {
     const run = ctx.store.run(s.id);
     if (!run) continue;
     for (const inst of run.instances) {
@@ -193,7 +193,7 @@ async function pickTaskInstance(ctx: CommandContext, title: string, allowed?: re
           description: `${describeTask(ti).description} · ${inst.bizdate} · ${run.id} ${run.workflow}`,
           target: { runId: run.id, instanceId: inst.id, task: ti.task },
         });
-        if (items.length >= 2000) break;
+        if (items.length >= 2000) break collect;
       }
     }
   }
@@ -442,10 +442,15 @@ async function taskOperation(ctx: CommandContext, o: (typeof TASK_OPS)[number], 
       refusals.push(`${t.task}: ${e.message}`);
     }
   }
+  reportBatch(o.verb, targets.length, changed, refusals);
+}
+
+/** One message for a batch: how many changed, and the refusals with the runner's reasons. */
+function reportBatch(verb: string, asked: number, changed: number, refusals: string[]): void {
   if (refusals.length > 0) {
-    void vscode.window.showErrorMessage(`Tideflow: ${o.verb} refused for ${refusals.length} of ${targets.length}: ${refusals.slice(0, 3).join("; ")}${refusals.length > 3 ? "; …" : ""}`);
+    void vscode.window.showErrorMessage(`Tideflow: ${verb} refused for ${refusals.length} of ${asked}: ${refusals.slice(0, 3).join("; ")}${refusals.length > 3 ? "; …" : ""}`);
   }
-  void changed;
+  if (changed > 0) vscode.window.setStatusBarMessage(`Tideflow: ${verb}: ${changed} task instance${changed === 1 ? "" : "s"} changed`, 5000);
 }
 
 /** Kill Run / Rerun Failed: on run or instance nodes (several with multi-select), or a picked run. */
@@ -472,10 +477,21 @@ async function batchOperation(ctx: CommandContext, op: "kill" | "rerun", node: u
     if (!picked) return;
     scopes.push({ run: picked.label });
   }
-  for (const s of scopes) {
-    const r = await ctx.connection.request("task.operate", { ...s, op, by: "vscode" });
-    ctx.log(`${op === "kill" ? "kill run" : "rerun failed"} ${s.run}${s.date ? ` ${s.date}` : ""}: ${r.changed.length} task instance(s) changed`);
+  const verb = op === "kill" ? "Kill Run" : "Rerun Failed";
+  const unique = [...new Map(scopes.map((s) => [`${s.run}|${s.date ?? ""}`, s])).values()];
+  const refusals: string[] = [];
+  let changed = 0;
+  for (const s of unique) {
+    try {
+      const r = await ctx.connection.request("task.operate", { ...s, op, by: "vscode" });
+      changed += r.changed.length;
+      ctx.log(`${verb} ${s.run}${s.date ? ` ${s.date}` : ""}: ${r.changed.length} task instance(s) changed`);
+    } catch (e) {
+      if (!(e instanceof RunnerError) || unique.length === 1) throw e;
+      refusals.push(`${s.run}${s.date ? ` ${s.date}` : ""}: ${e.message}`);
+    }
   }
+  reportBatch(verb, unique.length, changed, refusals);
 }
 
 async function rerunDownstreamCommand(ctx: CommandContext, node: unknown): Promise<void> {

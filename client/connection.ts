@@ -42,18 +42,21 @@ export class RunnerConnection implements vscode.Disposable {
   readonly onEvent = this.eventEmitter.event;
 
   constructor(
-    readonly root: string,
+    /** The workspace folder; undefined with no folder open (then no runner: it keeps its state in the folder). */
+    readonly root: string | undefined,
     private readonly runnerPath: string,
     private readonly log: (line: string) => void,
     private readonly keepAlive: () => boolean,
   ) {
+    this.disposables.push(this.stateEmitter, this.connectedEmitter, this.eventEmitter);
+    if (!root) return;
     const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(join(root, ".tideflow")), "runner.json"));
     const onInfo = () => {
       if (this.state !== "connected" && !this.connecting) void this.attach();
     };
     watcher.onDidCreate(onInfo, undefined, this.disposables);
     watcher.onDidChange(onInfo, undefined, this.disposables);
-    this.disposables.push(watcher, this.stateEmitter, this.connectedEmitter, this.eventEmitter);
+    this.disposables.push(watcher);
   }
 
   get info(): RunnerInfo | undefined {
@@ -62,8 +65,10 @@ export class RunnerConnection implements vscode.Disposable {
 
   /** Attaches to a runner that already runs; never starts one. */
   attach(): Promise<RunnerClient | undefined> {
+    const root = this.root;
+    if (!root) return Promise.resolve(undefined);
     return this.open(async () => {
-      const client = await connectRunning(this.root);
+      const client = await connectRunning(root);
       return client && { client, started: false };
     });
   }
@@ -75,8 +80,10 @@ export class RunnerConnection implements vscode.Disposable {
   async ensure(): Promise<RunnerClient> {
     if (!vscode.workspace.isTrusted) throw new Error("Tideflow does not start the runner in Restricted Mode: trust this workspace to run workflows.");
     if (this.client) return this.client;
+    const root = this.root;
+    if (!root) throw new Error("open a folder first: the runner keeps its journal and logs in the workspace folder's .tideflow/");
     const client = await this.open(() =>
-      ensureRunner(this.root, this.runnerPath, {
+      ensureRunner(root, this.runnerPath, {
         // Under desktop VS Code the extension host is Electron: make it behave as Node.
         env: { ...process.env, ELECTRON_RUN_AS_NODE: "1" },
       }),
@@ -108,11 +115,12 @@ export class RunnerConnection implements vscode.Disposable {
         const got = await connect();
         if (!got || this.disposed) {
           got?.client.close();
-          this.setState(readRunnerInfo(this.root) && this.runnerPidAlive() ? "unreachable" : "stopped");
+          this.setState(this.runnerPidAlive() ? "unreachable" : "stopped");
           return undefined;
         }
+        // Only a runner this window started is stopped with the window (not one the CLI started later).
+        this.startedHere = got.started;
         if (got.started) {
-          this.startedHere = true;
           this.log(`started the runner (pid ${got.client.info.pid}) for ${this.root}`);
         } else this.log(`attached to the runner (pid ${got.client.info.pid}) on port ${got.client.info.port}`);
         await this.adopt(got.client);
@@ -178,6 +186,7 @@ export class RunnerConnection implements vscode.Disposable {
   }
 
   private runnerPidAlive(): boolean {
+    if (!this.root) return false;
     const info = readRunnerInfo(this.root);
     return info !== undefined && processAlive(info.pid);
   }

@@ -69,16 +69,22 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
   };
   const lsp = new LanguageClient("tideflow", "Tideflow Language Server", serverOptions, clientOptions);
   languageClient = lsp;
-  const lspReady = lsp.start().catch(report);
+  // The extension also activates on any TypeScript/JavaScript file (a workflow file opened
+  // from outside the workspace); the server starts only once there is a workflow file to
+  // serve, or the Tideflow views are used.
+  let lspStarted: Promise<void> | undefined;
+  const startLsp = (): Promise<void> => (lspStarted ??= lsp.start().then(() => void workflows.refresh(), report));
+  const isFlow = (d: vscode.TextDocument) => d.uri.scheme === "file" && /\.flow\.(ts|js)$/.test(d.uri.path);
 
+  // One runner per workspace: the first folder's (multi-root workspaces share it).
   const folder = vscode.workspace.workspaceFolders?.[0];
-  const root = folder?.uri.fsPath ?? process.cwd();
+  const root = folder?.uri.fsPath;
   const conn = new RunnerConnection(root, context.asAbsolutePath(path.join("dist", "runner.js")), log, () => readConfig().keepAlive);
   connection = conn;
   const store = new RunStore(conn, () => ({ coalesceMs: readConfig().treeCoalesceMs, maxLoadedTaskInstances: readConfig().maxLoadedTaskInstances }), log);
 
   const workflows = new WorkflowsTree(async () => {
-    await lspReady;
+    await startLsp();
     // By method name: the protocol module and the client may hold different copies of RequestType.
     return (await lsp.sendRequest<WorkflowsResult>(WorkflowsRequest.method, {})).workflows;
   });
@@ -108,7 +114,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
     return out;
   };
   const revealTask = async (uri: string, task: string) => {
-    const w = workflows.byUri(uri) ?? (await workflows.refresh(), workflows.byUri(uri));
+    let w = workflows.byUri(uri) ?? (await workflows.refresh(), workflows.byUri(uri));
+    const dot = task.indexOf(".");
+    if (dot > 0 && !w?.tasks.some((x) => x.id === task)) {
+      // An external node: `workflow.task` of another workflow file.
+      w = workflows.byId(task.slice(0, dot));
+      task = task.slice(dot + 1);
+      if (w) uri = w.uri;
+    }
     const t = w?.tasks.find((x) => x.id === task);
     const range = t ? new vscode.Range(t.range.start.line, t.range.start.character, t.range.end.line, t.range.end.character) : undefined;
     await vscode.window.showTextDocument(vscode.Uri.parse(uri), { selection: range, preview: false, viewColumn: vscode.ViewColumn.One });
@@ -123,7 +136,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
   const showDag = (uri: string, workflow: string) =>
     DagPanel.show(context.extensionUri, {
       layout: async (u) => {
-        await lspReady;
+        await startLsp();
         return lsp.sendRequest<DagLayout | null>(DagRequest.method, { uri: u });
       },
       recentInstances,
@@ -181,22 +194,24 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
       void vscode.commands.executeCommand("setContext", "tideflow.runnerState", s);
       instances.refreshAll();
     }),
-    vscode.workspace.onDidGrantWorkspaceTrust(() => void vscode.commands.executeCommand("setContext", "tideflow.trusted", true)),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration("tideflow.instances")) instances.refreshAll();
     }),
   );
   void vscode.commands.executeCommand("setContext", "tideflow.runnerState", conn.state);
-  void vscode.commands.executeCommand("setContext", "tideflow.trusted", vscode.workspace.isTrusted);
 
-  // Attach to a runner that already runs (the CLI's, or this window's from before a reload).
+  // Attach to a runner that already runs (one the CLI started, or another window's with keepAlive).
   void conn.attach().catch(() => undefined);
-  void lspReady.then(() => workflows.refresh());
+  if (vscode.workspace.textDocuments.some(isFlow)) void startLsp();
+  else {
+    context.subscriptions.push(vscode.workspace.onDidOpenTextDocument((d) => isFlow(d) && void startLsp()));
+    void vscode.workspace.findFiles("**/*.flow.{ts,js}", "**/node_modules/**", 1).then((found) => found.length > 0 && void startLsp());
+  }
 
   return { activateMs: performance.now() - t0, commands: COMMAND_TABLE.map((c) => c.id) };
 }
 
 export async function deactivate(): Promise<void> {
   await connection?.shutdown();
-  await languageClient?.stop();
+  if (languageClient?.isRunning()) await languageClient.stop();
 }

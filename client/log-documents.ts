@@ -10,6 +10,8 @@ import type { ApiEvent } from "../protocol/api";
 import { TERMINAL_TASK_STATES } from "../protocol/runner";
 import type { RunnerConnection } from "./connection";
 
+export { lastErrorLine } from "./log-lines";
+
 export const LOG_SCHEME = "tideflow-log";
 
 export interface LogTarget {
@@ -142,12 +144,4 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
     for (const t of this.throttled.values()) clearTimeout(t);
     for (const d of this.disposables) d.dispose();
   }
-}
-
-/** The last error-looking line of a log (`ERROR` level or stderr), else its last line. */
-export function lastErrorLine(text: string): string | undefined {
-  const lines = text.split("\n").filter((l) => l.trim() !== "");
-  const strip = (l: string) => l.replace(/^\S+ (stdout|stderr|system) [A-Z]+ /, "");
-  for (let i = lines.length - 1; i >= 0; i--) if (/ (stderr \S+|\S+ ERROR) /.test(lines[i])) return strip(lines[i]);
-  return lines.length > 0 ? strip(lines[lines.length - 1]) : undefined;
 }

@@ -167,6 +167,8 @@ export async function packageExtension({ build = true, minify = true, target = v
   for (const f of ["index.ts", "package.json"]) copyFileSync(join(ROOT, "sdk", f), join(stage, "sdk", f));
   copyFileSync(join(ROOT, "LICENSE"), join(stage, "LICENSE"));
   copyFileSync(join(ROOT, "README.md"), join(stage, "README.md"));
+  // README links to docs/: ship them, and keep the links relative (the extension page opens them in place).
+  cpSync(join(ROOT, "docs"), join(stage, "docs"), { recursive: true });
   for (const f of ["CHANGELOG.md", "icon.png"]) if (existsSync(join(ROOT, f))) copyFileSync(join(ROOT, f), join(stage, f));
 
   // node_modules/: esbuild and the native binary of this target, nothing else of npm's.
@@ -224,7 +226,7 @@ export async function packageExtension({ build = true, minify = true, target = v
   const tmp = `${vsix}.partial`;
   rmSync(tmp, { force: true });
   const vsce = join(dirname(require.resolve("@vscode/vsce/package.json")), "vsce");
-  const args = [vsce, "package", "--target", target, "--out", tmp, "--no-update-package-json", "--no-git-tag-version",
+  const args = [vsce, "package", "--target", target, "--out", tmp, "--no-update-package-json", "--no-git-tag-version", "--no-rewrite-relative-links",
     ...(manifest.repository ? [] : ["--allow-missing-repository"])];
   // vsce runs `npm list` in the stage: not with this project's npm_config_local_prefix / npm_package_*.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_(package_|lifecycle_|config_local_prefix$)/i.test(k)));

@@ -9,7 +9,7 @@
 //   npm start -- --no-build    package the current dist/ as it is
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ensureCodeServer, freePort, startCodeServer } from "./code-server.mjs";
+import { DEBIAN_PACKAGES, ensureCodeServer, freePort, startCodeServer } from "./code-server.mjs";
 import { ROOT, packageExtension } from "./package.mjs";
 
 const argv = process.argv.slice(2);
@@ -20,7 +20,8 @@ try {
   say("building and packaging the extension…");
   const { vsix } = await packageExtension({ build: !argv.includes("--no-build"), quiet: true });
   say("checking code-server (installed once into a cache, ~3-5 minutes the first time)…");
-  const { dir } = await ensureCodeServer();
+  // The browser (chromium) is only for the tests: npm start needs what code-server needs.
+  const { dir } = await ensureCodeServer({ packages: DEBIAN_PACKAGES.filter((p) => p !== "chromium") });
 
   let port;
   if (process.env.PORT) {

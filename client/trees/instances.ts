@@ -209,7 +209,7 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
     const counts = TASK_STATES.filter((st) => s.counts[st] > 0).map((st) => `${st} ${s.counts[st]}`);
     item.description = `${s.state} · ${s.kind} · ${dates}${counts.length > 1 || s.state === "running" ? ` · ${counts.join(", ")}` : ""}`;
     item.iconPath = runStateIcon(s.state);
-    item.contextValue = `run.${s.state}`;
+    item.contextValue = `run.${s.state}${batchFlags(s.counts)}`;
     item.tooltip = new vscode.MarkdownString(
       `**${n.runId}** — ${s.kind} of \`${s.workflow}\`, **${s.state}**\n\n` +
         `created ${localTime(s.createdAt)}${s.by ? ` by ${s.by}` : ""}${s.endedAt ? `, ended ${localTime(s.endedAt)} (${elapsed(s.endedAt - s.createdAt)})` : ""}\n\n` +
@@ -228,7 +228,7 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
     const counts = TASK_STATES.map((st) => [st, inst.tasks.filter((t) => t.state === st).length] as const).filter(([, c]) => c > 0);
     item.description = `${state} · cyctime ${inst.cyctime.replace("T", " ").slice(0, 16)}${counts.length > 1 ? ` · ${counts.map(([st, c]) => `${st} ${c}`).join(", ")}` : ""}`;
     item.iconPath = taskStateIcon(state);
-    item.contextValue = `instance.${state}`;
+    item.contextValue = `instance.${state}${batchFlags(Object.fromEntries(TASK_STATES.map((st) => [st, inst.tasks.filter((t) => t.state === st).length])) as Record<TaskState, number>)}`;
     item.tooltip = `${n.instanceId}\nbizdate ${inst.bizdate}, cyctime ${inst.cyctime} (${inst.state})`;
     item.accessibilityInformation = { label: `bizdate ${inst.bizdate}, ${state}, cyctime ${inst.cyctime}` };
     return item;
@@ -263,6 +263,17 @@ export function describeTask(ti: Readonly<TaskInstance>, now = Date.now()): { de
   }
   if (ti.retryAt !== undefined && ti.state === "waiting") parts.push(`retry at ${localTime(ti.retryAt).slice(11)}`);
   return { description: parts.join(" · "), spoken: parts.join(", ") };
+}
+
+/**
+ * What the batch operations can act on, as `contextValue` suffixes for the menus:
+ * `.killable` (kill run: some task not_run, waiting, running or paused), `.rerunnable`
+ * (rerun failed: some task failed or killed).
+ */
+function batchFlags(counts: Record<TaskState, number>): string {
+  const killable = counts.not_run + counts.waiting + counts.running + counts.paused > 0;
+  const rerunnable = counts.failed + counts.killed > 0;
+  return `${killable ? ".killable" : ""}${rerunnable ? ".rerunnable" : ""}`;
 }
 
 /** One state for a workflow instance, the most pressing of its tasks'. */

@@ -6,13 +6,14 @@
  * screen shows, and on the OS where a process is involved. Screenshots: test/e2e/screenshots/.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Frame, FrameLocator, Locator, Page } from "playwright-core";
 import { RunnerClient, readRunnerInfo } from "../../common/runner-client";
 import { findMarkedProcesses } from "../../runner/exec/process-tree";
-import { launch, processesUsing, type Workbench } from "./harness";
+import { launch, processesUsing, ROOT, type Workbench } from "./harness";
 
 /** A task to kill: a shell that starts a grandchild and waits (its whole tree must end). */
 const SLOW_FLOW = `import { workflow, shell } from "tideflow";
@@ -21,6 +22,14 @@ export const slow_sleep = shell("slow_sleep", { timeout: "10m" },
   "echo starting the long sleep; bash -c 'sleep 301' & sleep 302; wait");
 
 export default workflow("slow_flow", { timezone: "UTC", tasks: [slow_sleep] });
+`;
+
+/** A task that fails at once, with an error line on stderr. */
+const FAILING_FLOW = `import { workflow, shell } from "tideflow";
+
+export const load_table = shell("load_table", "echo loading; echo 'ERROR: table sales_raw does not exist' >&2; exit 3");
+
+export default workflow("failing_flow", { timezone: "UTC", tasks: [load_table] });
 `;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -145,7 +154,7 @@ describe("VS Code extension, trusted workspace", { concurrency: false, timeout: 
   let page: Page;
 
   before(async () => {
-    wb = await launch({ workspaceFiles: { "slow.flow.ts": SLOW_FLOW }, env: { TIDEFLOW_KILL_GRACE_MS: "2000" } });
+    wb = await launch({ workspaceFiles: { "slow.flow.ts": SLOW_FLOW, "failing.flow.ts": FAILING_FLOW }, env: { TIDEFLOW_KILL_GRACE_MS: "2000" } });
     page = wb.page;
     current = wb;
   }, { timeout: 600_000 });
@@ -234,6 +243,35 @@ describe("VS Code extension, trusted workspace", { concurrency: false, timeout: 
       return l.includes(": success") && l.includes("attempt 2");
     }, 90_000);
     await wb.screenshot("06-rerun");
+    // A click on the task instance opens its details: attempts and the history with causes.
+    await page.mouse.move(5, 5);
+    await treeRow(page, "Instances", "extract_orders").click();
+    const details = await until("the details webview", async () => {
+      for (const f of page.frames()) if ((await f.locator("main#details").count().catch(() => 0)) > 0) return f;
+      return undefined;
+    });
+    await details.locator('main#details[data-state="success"]').waitFor({ timeout: 20_000 });
+    assert.equal(await details.locator("table.attempts tr[data-attempt]").count(), 2);
+    const causes = await details.locator("table.history tr[data-cause]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-cause")));
+    assert.ok(causes.includes("scheduler") && causes.includes("operator"), `history causes: ${causes.join(", ")}`);
+    await wb.screenshot("06-details");
+  });
+
+  test("a failed task gets a tideflow-run diagnostic with its log's error line", async () => {
+    await showFile(wb, "failing.flow.ts");
+    await wb.runCommand("Tideflow: Test Workflow");
+    await pick(page, "yesterday");
+    await until("load_table failed", async () => (await rowLabel(page, "Instances", "load_table")).includes(": failed"), 60_000);
+    await wb.runCommand("View: Focus Problems (Errors, Warnings, Infos)");
+    // Problems lists broken.flow.ts first; filter to the run diagnostics.
+    const filter = page.getByPlaceholder(/^Filter \(e\.g\. text/).first();
+    await filter.fill("tideflow-run");
+    await until("the run diagnostic in Problems", async () => {
+      const text = (await page.locator(".markers-panel .monaco-list-row").allInnerTexts()).join("\n");
+      return /load_table failed on .*table sales_raw does not exist/.test(text) && text.includes("tideflow-run");
+    }, 30_000);
+    await wb.screenshot("06b-run-diagnostic");
+    await filter.fill("");
   });
 
   test("a backfill from the palette shows its plan and runs after confirming", async () => {
@@ -261,6 +299,17 @@ describe("VS Code extension, trusted workspace", { concurrency: false, timeout: 
     } finally {
       client.close();
     }
+  });
+
+  test("the runner stopped and started from a terminal: the editor follows it", async () => {
+    const statusBar = page.locator(".part.statusbar");
+    const cli = (args: string[]) => execFileSync(process.execPath, [join(ROOT, "dist", "cli.js"), ...args], { cwd: wb.workspaceDir, encoding: "utf8" });
+    cli(["runner", "stop"]);
+    await until("the status bar to say stopped", async () => (await statusBar.innerText()).includes("Tideflow: stopped"), 30_000);
+    cli(["runner", "start"]);
+    await until("the status bar to say idle (attached to the CLI's runner)", async () => (await statusBar.innerText()).includes("Tideflow: idle"), 30_000);
+    await treeRow(page, "Instances", "run-1").waitFor({ timeout: 30_000 });
+    await wb.screenshot("08a-reattached");
   });
 
   test("the DAG preview shows every node with its state color", async () => {

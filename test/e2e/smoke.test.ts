@@ -26,8 +26,7 @@ describe("e2e smoke", { concurrency: false, timeout: 600_000 }, () => {
     // The editor shows the file's text.
     await w.page.locator(".editor-instance .view-lines", { hasText: "daily_sales" }).first().waitFor();
     await w.screenshot("smoke-daily-sales");
-    // TODO(lead): once client/ contributes the "Tideflow" view container, replace the tab check above with:
-    // assert.equal(await w.page.locator('a.action-label[aria-label^="Tideflow"]').count(), 1);
+    assert.equal(await w.page.locator('.activitybar a.action-label[aria-label^="Tideflow"]').count(), 1);
   });
 
   test("close() leaves no process of the harness behind", async () => {
