@@ -21,6 +21,7 @@ import { DetailsPanel } from "./details-panel";
 import { LOG_SCHEME, LogDocuments } from "./log-documents";
 import { PLAN_SCHEME, PlanDocuments } from "./plan-document";
 import { LatestInstanceLenses, RunDiagnostics } from "./run-feedback";
+import { RunnerLogTail } from "./runner-log";
 import { RunnerStatusItem } from "./status-bar";
 import { RunStore } from "./store";
 import { InstancesTree, type InstancesNode } from "./trees/instances";
@@ -81,6 +82,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
   const root = folder?.uri.fsPath;
   const conn = new RunnerConnection(root, context.asAbsolutePath(path.join("dist", "runner.js")), log, () => readConfig().keepAlive);
   connection = conn;
+  const runnerLog = new RunnerLogTail(root);
+  conn.onDidConnect(() => runnerLog.follow(), undefined, context.subscriptions);
+  context.subscriptions.push(runnerLog);
   const store = new RunStore(conn, () => ({ coalesceMs: readConfig().treeCoalesceMs, maxLoadedTaskInstances: readConfig().maxLoadedTaskInstances }), log);
 
   const workflows = new WorkflowsTree(async () => {

@@ -9,16 +9,13 @@
  * `#zoom-in`, `#zoom-out`, `#zoom-fit`; `svg.dag polyline.edge[data-from][data-to]`.
  */
 import { stateAttribute, stateClass, stateWord } from "../client/state-style";
-import type { DagLayout, LaidOutNode } from "../protocol/dag";
+import { KIND_TAG_WIDTH, LABEL_PADDING_X, type DagLayout, type LaidOutNode } from "../protocol/dag";
 import { TASK_STATES, type TaskState } from "../protocol/runner";
 import type { DagHostMessage, DagViewState, DagWebviewMessage, InstanceOption } from "../protocol/webview";
 import { webviewApi } from "./webview-api";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const KIND_TAG: Record<LaidOutNode["kind"], string> = { task: "ts", shell: "sh", external: "ext" };
-/** The server's layout leaves this much at a box's left for the kind tag, and this padding (server/dag/layout.ts). */
-const KIND_TAG_WIDTH = 26;
-const LABEL_PADDING_X = 10;
 /** Room around the graph when fitted, in layout units. */
 const MARGIN = 16;
 /** Zoom limits relative to the fitted view: 12× in, 4× out. */

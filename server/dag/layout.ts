@@ -15,17 +15,22 @@
  *      neighbours' centres under the ordering and spacing constraints (an isotonic
  *      regression, solved exactly in linear time by pool-adjacent-violators).
  */
-import type { DagGraph, DagLayout, DagNode, LaidOutEdge, LaidOutNode, Point } from "../../protocol/dag";
+import {
+  KIND_TAG_WIDTH,
+  LABEL_CHAR_WIDTH,
+  LABEL_PADDING_X,
+  MAX_NODE_WIDTH,
+  MIN_NODE_WIDTH,
+  NODE_HEIGHT,
+  type DagGraph,
+  type DagLayout,
+  type DagNode,
+  type LaidOutEdge,
+  type LaidOutNode,
+  type Point,
+} from "../../protocol/dag";
 
-/** Box metrics, shared with the SVG renderer so its text fits the boxes. */
-export const NODE_HEIGHT = 36;
-export const MIN_NODE_WIDTH = 96;
-export const MAX_NODE_WIDTH = 260;
-/** Labels are drawn in a 12 px monospace font, whose advance is 0.6 em. */
-export const LABEL_CHAR_WIDTH = 7.2;
-export const LABEL_PADDING_X = 10;
-/** Room at the left of a box for the kind tag ("ts", "sh", "ext"). */
-export const KIND_TAG_WIDTH = 26;
+export { KIND_TAG_WIDTH, LABEL_CHAR_WIDTH, LABEL_PADDING_X, MAX_NODE_WIDTH, MIN_NODE_WIDTH, NODE_HEIGHT };
 
 const LAYER_GAP = 72;
 /** Gap between two boxes in one column. */
