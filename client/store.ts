@@ -79,7 +79,7 @@ export class RunStore implements vscode.Disposable {
   }
 
   summary(runId: string): RunSummary | undefined {
-    return this.big.get(runId) ?? this.engine.listRuns().find((s) => s.id === runId);
+    return this.big.get(runId) ?? this.engine.runSummary(runId);
   }
 
   /** A loaded run (live object: never mutate it), or undefined for unknown and too-big runs. */

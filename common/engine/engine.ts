@@ -719,18 +719,13 @@ export class Engine {
   }
 
   listRuns(): RunSummary[] {
-    return [...this.runs.values()].map(({ run, counts }) => ({
-      id: run.id,
-      kind: run.kind,
-      file: run.file,
-      workflow: run.workflow,
-      state: run.state,
-      createdAt: run.createdAt,
-      ...(run.endedAt !== undefined ? { endedAt: run.endedAt } : {}),
-      ...(run.by !== undefined ? { by: run.by } : {}),
-      instances: run.instances.length,
-      counts: { ...counts },
-    }));
+    return [...this.runs.values()].map(summaryOf);
+  }
+
+  /** One run's summary (the Instances tree's run rows), without building every run's. */
+  runSummary(id: string): RunSummary | undefined {
+    const index = this.runs.get(id);
+    return index && summaryOf(index);
   }
 
   /**
@@ -1283,6 +1278,21 @@ function runStateOf(run: RunIndex): RunState {
   // Unreachable while instances finish only when nothing can progress: a not_run task
   // left over is downstream of a failed, killed or paused one.
   return "failed";
+}
+
+function summaryOf({ run, counts }: RunIndex): RunSummary {
+  return {
+    id: run.id,
+    kind: run.kind,
+    file: run.file,
+    workflow: run.workflow,
+    state: run.state,
+    createdAt: run.createdAt,
+    ...(run.endedAt !== undefined ? { endedAt: run.endedAt } : {}),
+    ...(run.by !== undefined ? { by: run.by } : {}),
+    instances: run.instances.length,
+    counts: { ...counts },
+  };
 }
 
 function adjustInstanceCount(run: RunIndex, state: InstanceState, delta: number): void {
