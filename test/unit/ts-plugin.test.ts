@@ -408,7 +408,7 @@ function startTsServer(args: string[]): TsServer {
     request(command, args) {
       const id = ++seq;
       return new Promise((resolvePromise, reject) => {
-        const timer = setTimeout(() => reject(new Error(`tsserver: no answer to ${command}`)), 20_000);
+        const timer = setTimeout(() => reject(new Error(`tsserver: no answer to ${command}`)), 60_000);
         waiting.set(id, (r) => {
           clearTimeout(timer);
           resolvePromise(r);
