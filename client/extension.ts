@@ -127,7 +127,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
       if (w) uri = w.uri;
     }
     const t = w?.tasks.find((x) => x.id === task);
-    const range = t ? new vscode.Range(t.range.start.line, t.range.start.character, t.range.end.line, t.range.end.character) : undefined;
+    // The cursor at the task's start, nothing selected: a keystroke must not replace the task.
+    const range = t ? new vscode.Range(t.range.start.line, t.range.start.character, t.range.start.line, t.range.start.character) : undefined;
     await vscode.window.showTextDocument(vscode.Uri.parse(uri), { selection: range, preview: false, viewColumn: vscode.ViewColumn.One });
   };
   const showDetails = (target: TaskTarget) =>
