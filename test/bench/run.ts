@@ -5,7 +5,8 @@
  * not a failed build. Results go to `.bench/results.json` with the machine they ran on.
  *
  * Run: `npm run bench` (builds first), or `node --import tsx test/bench/run.ts` on a fresh
- * `node esbuild.mjs`.
+ * `node esbuild.mjs`. Parts: `npm run bench -- extension` (or TIDEFLOW_BENCH=extension);
+ * `extension` (test/bench/extension.ts) runs the packaged extension in code-server and Chromium.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -27,6 +28,7 @@ import { DagRequest, WorkflowsRequest, type WorkflowsResult } from "../../protoc
 import type { DagLayout } from "../../protocol/dag";
 import { LspClient, ROOT, uriOf } from "../lsp/harness";
 import { benchDag } from "./dag";
+import { benchExtension } from "./extension";
 import { generateWorkflow, generatedTaskId, mulberry32 } from "./generate";
 import { benchRunner } from "./runner";
 
@@ -443,13 +445,14 @@ async function main(): Promise<void> {
   console.log(`Tideflow bench — ${machine.cpu}, ${machine.cores} cores, ${machine.total_mem_gb} GB, Node ${machine.node}, TypeScript ${machine.typescript}, ${machine.date}`);
   const started = performance.now();
 
-  // TIDEFLOW_BENCH=edits,dag,memory,cli,runner runs a part; all by default.
-  const only = new Set((process.env.TIDEFLOW_BENCH ?? "edits,dag,memory,cli,runner").split(","));
+  // Parts to run: `npm run bench -- runner extension`, or TIDEFLOW_BENCH=edits,dag,memory,cli,runner,extension; all by default.
+  const only = new Set((process.argv.slice(2).join(",") || process.env.TIDEFLOW_BENCH || "edits,dag,memory,cli,runner,extension").split(",").filter(Boolean));
   if (only.has("edits")) await benchEditsAndFeatures();
   if (only.has("dag")) await benchDagRequests();
   if (only.has("memory")) await benchMemory();
   if (only.has("cli")) benchCli();
   if (only.has("runner")) await benchRunner({ goal, printTable, addRow: (row) => rows.push(row) });
+  if (only.has("extension")) await benchExtension({ goal, printTable, addRow: (row) => rows.push(row) });
 
   printTable(
     "Goals",
