@@ -98,6 +98,9 @@ export const COMMAND_TABLE: CommandDef[] = [
   { id: "tideflow.refreshWorkflows", needsTrust: false, run: (ctx) => ctx.workflows.refresh() },
 ];
 
+/** A command that cannot go on for a reason the user can fix (not a bug): shown as it is. */
+class Refusal extends Error {}
+
 export function registerCommands(ctx: CommandContext, report: (e: unknown) => void): vscode.Disposable[] {
   return COMMAND_TABLE.map((c) =>
     vscode.commands.registerCommand(c.id, async (...args: unknown[]) => {
@@ -110,7 +113,10 @@ export function registerCommands(ctx: CommandContext, report: (e: unknown) => vo
       try {
         return await c.run(ctx, ...args);
       } catch (e) {
-        if (e instanceof RunnerError) {
+        if (e instanceof Refusal) {
+          void vscode.window.showErrorMessage(`Tideflow: ${e.message}`);
+          ctx.log(`${c.id} refused: ${e.message}`);
+        } else if (e instanceof RunnerError) {
           // A refusal: the runner's reason, as it gave it.
           void vscode.window.showErrorMessage(`Tideflow: ${e.message}`);
           ctx.log(`${c.id} refused (${e.code}): ${e.message}`);
@@ -138,7 +144,7 @@ async function workflowOf(ctx: CommandContext, arg: unknown): Promise<{ w: Workf
   if (ctx.workflows.all().length === 0) await ctx.workflows.refresh();
   if (isLensArgs(arg)) {
     const w = ctx.workflows.byUri(arg.uri) ?? ctx.workflows.byId(arg.workflow);
-    if (!w) throw new Error(`no workflow ${arg.workflow} in the workspace (is the file saved and free of errors?)`);
+    if (!w) throw new Refusal(`no workflow ${arg.workflow} in the workspace (is the file saved and free of errors?)`);
     return { w, task: arg.task };
   }
   if (arg instanceof WorkflowNode) return { w: arg.summary };
@@ -161,6 +167,12 @@ async function workflowOf(ctx: CommandContext, arg: unknown): Promise<{ w: Workf
     { title: "Tideflow: workflow", placeHolder: "Which workflow?" },
   );
   return picked && { w: picked.w };
+}
+
+/** A run of a file with errors would be refused by the runner: say so before asking anything. */
+function refuseIfBroken(w: WorkflowSummary): void {
+  const n = w.diagnostics.errors;
+  if (n > 0) throw new Refusal(`${w.id} has ${n} error${n === 1 ? "" : "s"} (see the Problems view): fix ${n === 1 ? "it" : "them"} before running it`);
 }
 
 async function saveIfDirty(uri: string): Promise<void> {
@@ -212,6 +224,7 @@ async function testCommand(ctx: CommandContext, arg: unknown, askTask: boolean):
   const got = await workflowOf(ctx, arg);
   if (!got) return;
   const { w } = got;
+  refuseIfBroken(w);
   let task = got.task;
   if (askTask && !task) {
     const picked = await vscode.window.showQuickPick(w.tasks.map((t) => ({ label: t.id, description: t.kind })), { title: `Tideflow: Test Task of ${w.id}` });
@@ -246,6 +259,7 @@ async function backfillCommand(ctx: CommandContext, arg: unknown): Promise<void>
   const got = await workflowOf(ctx, arg);
   if (!got) return;
   const { w } = got;
+  refuseIfBroken(w);
   const title = `Tideflow: Backfill ${w.id}`;
   const yesterday = previousDay(todayIn(w.timezone));
   const from = await askDate(title, "First bizdate (YYYY-MM-DD)", previousDay(previousDay(yesterday)));
@@ -351,6 +365,7 @@ async function revealRun(ctx: CommandContext, run: Run): Promise<void> {
   for (let i = 0; i < 20; i++) {
     await new Promise((r) => setTimeout(r, 100));
     if (!ctx.store.run(run.id)) continue;
+    await ctx.instances.flushed();
     try {
       await ctx.instancesView.reveal(ctx.instances.taskNode(run.id, first.id, task.id), { select: false, focus: false, expand: true });
       return;

@@ -46,8 +46,22 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
   private readonly open = new Map<string, OpenLog>();
   private readonly disposables: vscode.Disposable[] = [this.emitter];
   private readonly throttled = new Map<string, NodeJS.Timeout>();
+  /** Line count of each open log when last seen, to tell whether a cursor was at its end. */
+  private readonly lineCounts = new Map<string, number>();
 
   constructor(private readonly connection: RunnerConnection) {
+    // Follow the tail as `tail -f` does: an editor whose cursor is on the last line stays
+    // at the end as lines arrive; moving the cursor up stops following, back down resumes.
+    vscode.workspace.onDidChangeTextDocument((e) => {
+      const doc = e.document;
+      if (doc.uri.scheme !== LOG_SCHEME) return;
+      const key = doc.uri.toString();
+      const before = this.lineCounts.get(key) ?? 0;
+      this.lineCounts.set(key, doc.lineCount);
+      for (const editor of vscode.window.visibleTextEditors) {
+        if (editor.document === doc && editor.selection.isEmpty && editor.selection.active.line >= before - 1) toEnd(editor);
+      }
+    }, undefined, this.disposables);
     connection.onEvent((e) => this.onEvent(e), undefined, this.disposables);
     connection.onDidConnect(() => {
       // Subscriptions die with the socket: read again from where we are, and follow again.
@@ -61,6 +75,7 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
       const key = doc.uri.toString();
       const log = this.open.get(key);
       this.open.delete(key);
+      this.lineCounts.delete(key);
       if (log?.subscription !== undefined) void connection.request("unsubscribe", { subscription: log.subscription }).catch(() => undefined);
     }, undefined, this.disposables);
   }
@@ -69,7 +84,10 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
     const uri = logUri(target, bizdate);
     const doc = await vscode.workspace.openTextDocument(uri);
     if (doc.languageId !== "tideflow-log") await vscode.languages.setTextDocumentLanguage(doc, "tideflow-log");
-    return vscode.window.showTextDocument(doc, { preview: false });
+    const editor = await vscode.window.showTextDocument(doc, { preview: false });
+    this.lineCounts.set(uri.toString(), doc.lineCount);
+    toEnd(editor);
+    return editor;
   }
 
   async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
@@ -144,4 +162,11 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
     for (const t of this.throttled.values()) clearTimeout(t);
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** Puts the cursor at the end of the document and scrolls there. */
+function toEnd(editor: vscode.TextEditor): void {
+  const end = editor.document.lineAt(editor.document.lineCount - 1).range.end;
+  editor.selection = new vscode.Selection(end, end);
+  editor.revealRange(new vscode.Range(end, end));
 }

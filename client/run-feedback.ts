@@ -18,6 +18,11 @@ export class LatestInstanceLenses implements vscode.CodeLensProvider, vscode.Dis
   private readonly emitter = new vscode.EventEmitter<void>();
   readonly onDidChangeCodeLenses = this.emitter.event;
   private readonly disposables: vscode.Disposable[] = [this.emitter];
+  /** Documents whose lenses show a running task: their durations move, so they refresh once a second. */
+  private readonly running = new Set<string>();
+  private readonly ticker = setInterval(() => {
+    if (this.running.size > 0) this.emitter.fire();
+  }, 1000);
 
   constructor(
     private readonly store: RunStore,
@@ -28,13 +33,16 @@ export class LatestInstanceLenses implements vscode.CodeLensProvider, vscode.Dis
   }
 
   provideCodeLenses(doc: vscode.TextDocument): vscode.CodeLens[] {
-    const w = this.workflows.byUri(doc.uri.toString());
+    const uri = doc.uri.toString();
+    this.running.delete(uri);
+    const w = this.workflows.byUri(uri);
     if (!w) return [];
     const latest = this.store.latestByTask(w.id);
     const lenses: vscode.CodeLens[] = [];
     for (const t of w.tasks) {
       const l = latest.get(t.id);
       if (!l) continue;
+      if (l.task.state === "running") this.running.add(uri);
       const range = toRange(t.range);
       lenses.push(
         new vscode.CodeLens(new vscode.Range(range.start, range.start), {
@@ -49,6 +57,7 @@ export class LatestInstanceLenses implements vscode.CodeLensProvider, vscode.Dis
   }
 
   dispose(): void {
+    clearInterval(this.ticker);
     for (const d of this.disposables) d.dispose();
   }
 }

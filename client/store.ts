@@ -9,8 +9,8 @@
  *   held it, or an event was lost) makes the run be fetched again rather than guessed at.
  * - Runs bigger than `maxLoadedTaskInstances` are kept as summaries, their counts updated
  *   from `task.state` records; the trees show their counts, not their instances.
- * - Changes are coalesced: listeners get one `StoreChange` per `coalesceMs` naming the
- *   runs, workflow instances and task instances that changed.
+ * - Changes are coalesced: listeners get at most one `StoreChange` per `coalesceMs` naming
+ *   the runs, workflow instances and task instances that changed (the first at once).
  */
 import * as vscode from "vscode";
 import type { ApiEvent } from "../protocol/api";
@@ -48,6 +48,7 @@ export class RunStore implements vscode.Disposable {
   private buffered: ApiEvent[] = [];
   private pending: StoreChange = emptyChange();
   private flushTimer: NodeJS.Timeout | undefined;
+  private lastFlush = 0;
   private readonly emitter = new vscode.EventEmitter<StoreChange>();
   private readonly disposables: vscode.Disposable[] = [this.emitter];
   readonly onDidChange = this.emitter.event;
@@ -264,14 +265,22 @@ export class RunStore implements vscode.Disposable {
     }
   }
 
+  /** The first change after a quiet `coalesceMs` goes out at once; later ones wait for the next slot. */
   private schedule(): void {
     if (this.flushTimer) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      const change = this.pending;
-      this.pending = emptyChange();
-      if (change.structure || change.runs.size > 0) this.emitter.fire(change);
-    }, this.options().coalesceMs);
+    const wait = this.lastFlush + this.options().coalesceMs - Date.now();
+    if (wait <= 0) this.flush();
+    else this.flushTimer = setTimeout(() => this.flush(), wait);
+  }
+
+  private flush(): void {
+    this.flushTimer = undefined;
+    const change = this.pending;
+    this.pending = emptyChange();
+    if (change.structure || change.runs.size > 0) {
+      this.lastFlush = Date.now();
+      this.emitter.fire(change);
+    }
   }
 
   /** Waits for a fetch under way (tests, commands that just created a run). */

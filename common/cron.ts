@@ -52,6 +52,32 @@ export function nextFireTimes(expr: string, timezone: string | undefined, count:
   return out;
 }
 
+/**
+ * The bizdates of the schedule's `count` latest fire times at or before `now`, newest
+ * first, one per bizdate (an hourly schedule's 24 fires of a day are one bizdate). After a
+ * fire, the search jumps to the start of that fire's day, so it costs about one step per
+ * bizdate whatever the schedule's rate.
+ */
+export function recentBizdates(expr: string, timezone: string | undefined, count: number, now = new Date()): FireTime[] {
+  const out: FireTime[] = [];
+  let from = now.getTime() + 1;
+  for (let guard = 0; out.length < count && guard < count * 3; guard++) {
+    const it = CronExpressionParser.parse(expr, { tz: timezone, currentDate: new Date(from) });
+    let fire: Date;
+    try {
+      fire = it.prev().toDate();
+    } catch {
+      break; // no earlier fire time
+    }
+    const zoned = zonedIso(fire, timezone);
+    const bizdate = previousDay(zoned.slice(0, 10));
+    if (out[out.length - 1]?.bizdate !== bizdate) out.push({ cyctime: zoned, bizdate });
+    const t = fire.getTime();
+    from = t - (wallClock(t, timezone) % 86_400_000);
+  }
+  return out;
+}
+
 /** One formatter per zone (undefined: the machine's zone): building one costs ~0.1 ms. */
 const formatters = new Map<string, Intl.DateTimeFormat>();
 

@@ -100,9 +100,11 @@ export const render_deck = shell(
     description: "Render the slide deck (slow on purpose: kill it and rerun it).",
   },
   'set -euo pipefail; dir="${TIDEFLOW_DATA_DIR:-/tmp/tideflow-examples}/weekly_report/$BIZDATE"; pages="${PARAM_PAGES:-30}"; \
-    : > "$dir/deck.txt.partial"; \
+    mkdir -p "$dir"; : > "$dir/deck.txt.partial"; \
     for i in $(seq 1 "$pages"); do echo "rendering slide $i/$pages"; echo "slide $i" >> "$dir/deck.txt.partial"; sleep 1; done; \
-    cat "$dir/totals.txt" >> "$dir/deck.txt.partial"; mv "$dir/deck.txt.partial" "$dir/deck.txt"; \
+    if [ -f "$dir/totals.txt" ]; then cat "$dir/totals.txt" >> "$dir/deck.txt.partial"; \
+    else echo "WARN no totals.txt for $BIZDATE_ISO (weekly_totals has not run): the deck has no totals page" >&2; fi; \
+    mv "$dir/deck.txt.partial" "$dir/deck.txt"; \
     echo "deck ready: $(wc -l < "$dir/deck.txt") lines"',
 );
 

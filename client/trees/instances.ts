@@ -3,8 +3,9 @@
  * DataWorks' Operation Center lists them. Built from the RunStore's live objects:
  * - children are built only when a node is expanded;
  * - node objects are kept by id, so a change refreshes exactly the task instances that
- *   changed (and their instance and run, whose counts moved), one event per coalesced
- *   batch of runner records;
+ *   changed (and their instance and run, whose counts moved), at most one event per
+ *   220 ms (see `scheduleFire`); the row of a run of more than 100 workflow instances
+ *   refreshes at most every 2 s, since VS Code reads a refreshed row's children again;
  * - each item's `contextValue` is `<kind>.<state>`, which the menus' `when` clauses match
  *   against the states each operation is allowed from (SPEC §3).
  */
@@ -14,6 +15,13 @@ import { TASK_STATES } from "../../protocol/runner";
 import { elapsed, localTime } from "../../common/time-format";
 import { runStateIcon, taskStateIcon } from "../states";
 import { taskKey, type RunStore, type StoreChange } from "../store";
+
+/** Above VS Code's 200 ms tree-event debounce (see `scheduleFire`). */
+const FIRE_SPACING_MS = 220;
+const BURST_MS = 20;
+/** A run row with more workflow instances than this refreshes at most every WIDE_RUN_REFRESH_MS. */
+const WIDE_RUN = 100;
+const WIDE_RUN_REFRESH_MS = 2000;
 
 export type InstancesNode = RunNode | InstanceNode | TaskNode | NoteNode;
 
@@ -58,6 +66,14 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
   readonly onDidChangeTreeData = this.emitter.event;
   private readonly nodes = new Map<string, InstancesNode>();
   private readonly disposables: vscode.Disposable[] = [this.emitter];
+  private readonly pending = new Set<InstancesNode>();
+  private pendingAll = false;
+  private lastFire = 0;
+  private fireTimer: ReturnType<typeof setTimeout> | undefined;
+  private waiters: (() => void)[] = [];
+  private readonly slow = new Set<InstancesNode>();
+  private slowTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly ticker = setInterval(() => this.tick(), 1000);
   filter: InstancesFilter = {};
   view: vscode.TreeView<InstancesNode> | undefined;
 
@@ -70,36 +86,92 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
 
   setFilter(filter: InstancesFilter): void {
     this.filter = filter;
-    this.emitter.fire(undefined);
-    this.updateDescription();
+    this.refreshAll();
   }
 
   refreshAll(): void {
-    this.emitter.fire(undefined);
-    this.updateDescription();
+    this.pendingAll = true;
+    this.scheduleFire();
   }
 
   private onChange(c: StoreChange): void {
     if (c.structure || this.filter.states) {
       // A state filter changes which nodes exist; a new run changes the root.
-      this.emitter.fire(undefined);
-    } else {
-      const changed: InstancesNode[] = [];
-      for (const k of c.tasks) {
-        const n = this.nodes.get(`task:${k}`);
-        if (n) changed.push(n);
-      }
-      for (const id of c.instances) {
-        const n = this.nodes.get(`instance:${id}`);
-        if (n) changed.push(n);
-      }
+      this.pendingAll = true;
+    } else if (!this.pendingAll) {
+      for (const k of c.tasks) this.mark(`task:${k}`);
+      for (const id of c.instances) this.mark(`instance:${id}`);
       for (const id of c.runs) {
-        const n = this.nodes.get(`run:${id}`);
-        if (n) changed.push(n);
+        // Refreshing a row makes VS Code read its children again: for a run of many
+        // instances that is the whole list, so its row (counts, state) waits for a slower slot.
+        if ((this.store.run(id)?.instances.length ?? 0) > WIDE_RUN) this.markSlow(`run:${id}`);
+        else this.mark(`run:${id}`);
       }
-      if (changed.length > 0) this.emitter.fire(changed);
+    }
+    this.scheduleFire();
+  }
+
+  private markSlow(key: string): void {
+    const n = this.nodes.get(key);
+    if (!n) return;
+    this.slow.add(n);
+    this.slowTimer ??= setTimeout(() => {
+      this.slowTimer = undefined;
+      for (const m of this.slow) this.pending.add(m);
+      this.slow.clear();
+      this.scheduleFire();
+    }, WIDE_RUN_REFRESH_MS);
+  }
+
+  private mark(key: string): void {
+    const n = this.nodes.get(key);
+    if (n) this.pending.add(n);
+  }
+
+  /**
+   * VS Code's extension host debounces a tree's change events (200 ms, leading edge, and
+   * every event restarts the wait): events closer together than that hold the view still
+   * until they pause, which a busy backfill never does. So this tree fires at most once per
+   * FIRE_SPACING_MS: the first change after a quiet spell shows after BURST_MS, later
+   * ones are batched into the next slot.
+   */
+  private scheduleFire(): void {
+    if (this.fireTimer) return;
+    // A short first wait gathers a burst (a fast task's `running` and `success` records
+    // arrive a few ms apart) into one event instead of one now and one 200 ms later.
+    const wait = Math.max(BURST_MS, this.lastFire + FIRE_SPACING_MS - Date.now());
+    this.fireTimer = setTimeout(() => this.fire(), wait);
+  }
+
+  private fire(): void {
+    this.fireTimer = undefined;
+    const all = this.pendingAll;
+    const nodes = [...this.pending];
+    this.pendingAll = false;
+    this.pending.clear();
+    if (all || nodes.length > 0) {
+      this.lastFire = Date.now();
+      this.emitter.fire(all ? undefined : nodes);
     }
     this.updateDescription();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once every change seen so far has been sent to the view. */
+  flushed(): Promise<void> {
+    if (!this.fireTimer) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  /** Running task instances' durations move: refresh their rows once a second while the view shows. */
+  private tick(): void {
+    if (!this.view?.visible || this.pendingAll) return;
+    for (const n of this.nodes.values()) {
+      if (n.kind === "task" && this.store.taskInstance(n.instanceId, n.task)?.state === "running") this.pending.add(n);
+    }
+    if (this.pending.size > 0) this.scheduleFire();
   }
 
   /** The view's description: task instances per state over the runs shown (DataWorks' statistics bar). */
@@ -109,10 +181,11 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
     for (const s of this.visibleRuns()) for (const st of TASK_STATES) counts[st] += s.counts[st];
     const parts = TASK_STATES.filter((s) => counts[s] > 0).map((s) => `${s} ${counts[s]}`);
     const filtered = this.filter.states || this.filter.workflows || this.filter.kinds ? " (filtered)" : "";
-    this.view.description = parts.length > 0 ? parts.join(" · ") + filtered : filtered.trim();
-    this.view.message = this.store.loaded && this.visibleRuns().length === 0
-      ? filtered ? "No run matches the filter." : undefined
-      : undefined;
+    const description = parts.length > 0 ? parts.join(" · ") + filtered : filtered.trim();
+    const message = this.store.loaded && filtered && this.visibleRuns().length === 0 ? "No run matches the filter." : undefined;
+    // Assign only what changed: a new message is one more change event in the view's debounce.
+    if (this.view.description !== description) this.view.description = description;
+    if (this.view.message !== message) this.view.message = message;
   }
 
   private visibleRuns(): RunSummary[] {
@@ -180,6 +253,9 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
   }
 
   dispose(): void {
+    clearInterval(this.ticker);
+    if (this.fireTimer) clearTimeout(this.fireTimer);
+    if (this.slowTimer) clearTimeout(this.slowTimer);
     for (const d of this.disposables) d.dispose();
   }
 

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test as nodeTest } from "node:test";
 import type { Frame, FrameLocator, Locator, Page } from "playwright-core";
 import { RunnerClient, readRunnerInfo } from "../../common/runner-client";
 import { findMarkedProcesses } from "../../runner/exec/process-tree";
@@ -36,6 +36,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The workbench of the suite running now: a step that times out leaves a screenshot of what was on screen. */
 let current: Workbench | undefined;
+
+/** A test that saves a screenshot of the page when it fails, whatever failed in it. */
+function test(name: string, fn: () => Promise<void>): void {
+  nodeTest(name, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      await current?.screenshot(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 40)}`).catch(() => undefined);
+      throw e;
+    }
+  });
+}
 let failures = 0;
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
@@ -105,6 +117,14 @@ async function contextMenu(page: Page, row: Locator, item: string): Promise<void
   const entry = page.locator(".context-view .monaco-menu .action-item", { hasText: new RegExp(`^${item.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`) }).first();
   await entry.waitFor({ state: "visible", timeout: 10_000 });
   await entry.click();
+  // A click that lands while the menu is still settling is ignored by VS Code (the menu
+  // stays open with the item highlighted): then choose it with the keyboard.
+  const menu = page.locator(".context-view .monaco-menu");
+  for (let i = 0; i < 3; i++) {
+    if (await menu.waitFor({ state: "hidden", timeout: 1000 }).then(() => true, () => false)) return;
+    await entry.hover();
+    await page.keyboard.press("Enter");
+  }
 }
 
 /** Clicks the code lens `title` (e.g. "Test task") of the task declared as `export const <task>`. */

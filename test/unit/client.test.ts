@@ -1,8 +1,9 @@
-/** The extension's pure pieces: reading a failed attempt's log, the date checks and the downstream selection of run commands. */
+/** The extension's pure pieces: reading a failed attempt's log, the date checks, the downstream selection and the bizdates the test picker offers. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { lastErrorLine } from "../../client/log-lines";
 import { dateProblem, downstreamOf } from "../../client/selection";
+import { recentBizdates } from "../../common/cron";
 
 describe("lastErrorLine", () => {
   test("the task's own stderr line wins over the runner's closing line", () => {
@@ -49,4 +50,15 @@ describe("downstreamOf", () => {
     assert.deepEqual(downstreamOf(w, "load"), ["report"]);
     assert.deepEqual(downstreamOf(w, "other"), []);
   });
+});
+
+test("the test picker's bizdates: a schedule's latest fire times, one per bizdate, newest first", () => {
+  const now = new Date("2026-12-02T18:00:00Z");
+  // Weekly, Monday 08:00 in Shanghai: the bizdates are the Sundays before the fires.
+  assert.deepEqual(recentBizdates("0 8 * * 1", "Asia/Shanghai", 3, now).map((f) => f.bizdate), ["2026-11-29", "2026-11-22", "2026-11-15"]);
+  // Hourly and every minute: one entry per day, not one per fire.
+  assert.deepEqual(recentBizdates("30 * * * *", "UTC", 3, now).map((f) => f.bizdate), ["2026-12-01", "2026-11-30", "2026-11-29"]);
+  assert.deepEqual(recentBizdates("* * * * *", "UTC", 2, now).map((f) => f.cyctime), ["2026-12-02T18:00:00+00:00", "2026-12-01T23:59:00+00:00"]);
+  // Monthly across a DST change keeps each fire's own offset.
+  assert.deepEqual(recentBizdates("0 2 1 * *", "America/New_York", 2, now).map((f) => f.cyctime), ["2026-12-01T02:00:00-05:00", "2026-11-01T02:00:00-05:00"]);
 });
