@@ -4,7 +4,7 @@
  */
 import { relative } from "node:path";
 import type { RunPlan } from "../protocol/api";
-import type { Attempt, Run, RunSummary, TaskInstance, TaskState } from "../protocol/runner";
+import type { Attempt, Run, RunSummary, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
 
 /** SPEC §4's `--json` shape: the run, its workflow instances and their task instances. */
 export interface RunDocument {
@@ -119,15 +119,43 @@ function taskLine(t: TaskInstance, now: number): string[] {
   return [`${STATE_MARK[t.state]} ${t.task}`, t.state, last ? `attempt ${last.n}` : "", took, [outcome, retry].filter(Boolean).join(", ")];
 }
 
+/**
+ * A paused task instance holds its run open: the run's `endedAt` says it stopped moving,
+ * not that it ended, so it is shown as waiting for a resume.
+ */
+function pausedNote(run: Run): string | undefined {
+  const paused = run.instances.flatMap((i) => i.tasks.filter((t) => t.state === "paused"));
+  if (paused.length === 0) return undefined;
+  const tasks = [...new Set(paused.map((t) => t.task))];
+  const how = tasks.length === 1 ? `\`tideflow resume ${run.id} ${tasks[0]}\`` : `\`tideflow resume ${run.id} <task>\` (${tasks.join(", ")})`;
+  return `${paused.length} task instance${paused.length === 1 ? "" : "s"} paused: ${how}`;
+}
+
+/** A workflow instance with nothing left to do but paused task instances is paused, not finished. */
+function instanceState(inst: Run["instances"][number]): string {
+  return inst.state === "finished" && inst.tasks.some((t) => t.state === "paused") ? "paused" : inst.state;
+}
+
+/** The run's two header lines of `show`. */
+function runHeader(run: Run, paused: string | undefined): string {
+  const file = relative(process.cwd(), run.file) || run.file;
+  const ended = run.endedAt !== undefined && !paused ? run.endedAt : undefined;
+  return (
+    `${run.id}  ${run.kind} of ${run.workflow} (${file})  ${run.state}\n` +
+    `  created ${localTime(run.createdAt)}${run.by ? ` by ${run.by}` : ""}` +
+    `${ended !== undefined ? `, ended ${localTime(ended)} (${elapsed(ended - run.createdAt)})` : ""}` +
+    `${paused ? `, ${paused}` : ""}; ` +
+    `parallelism ${run.parallelism}, order ${run.order}, concurrency ${run.concurrency}\n`
+  );
+}
+
 export function formatRun(run: Run, options: { brief?: boolean; history?: boolean } = {}): string {
   const now = Date.now();
-  const file = relative(process.cwd(), run.file) || run.file;
+  const paused = pausedNote(run);
+  const ended = run.endedAt !== undefined && !paused ? run.endedAt : undefined;
   let out = options.brief
-    ? `${run.id} ${run.state}${run.endedAt ? ` after ${elapsed(run.endedAt - run.createdAt)}` : ""}\n`
-    : `${run.id}  ${run.kind} of ${run.workflow} (${file})  ${run.state}\n` +
-      `  created ${localTime(run.createdAt)}${run.by ? ` by ${run.by}` : ""}` +
-      `${run.endedAt ? `, ended ${localTime(run.endedAt)} (${elapsed(run.endedAt - run.createdAt)})` : ""}; ` +
-      `parallelism ${run.parallelism}, order ${run.order}, concurrency ${run.concurrency}\n`;
+    ? `${run.id} ${run.state}${ended !== undefined ? ` after ${elapsed(ended - run.createdAt)}` : ""}${paused ? `; ${paused}` : ""}\n`
+    : runHeader(run, paused);
   if (options.brief && run.instances.length > 3) {
     // A long backfill: one line per instance, the tasks as state marks; the ones that did
     // not succeed by name.
@@ -140,7 +168,7 @@ export function formatRun(run: Run, options: { brief?: boolean; history?: boolea
     return out;
   }
   for (const inst of run.instances) {
-    out += `\n  ${inst.bizdate}  cyctime ${inst.cyctime}  ${inst.state}\n`;
+    out += `\n  ${inst.bizdate}  cyctime ${inst.cyctime}  ${instanceState(inst)}\n`;
     const rows = inst.tasks.map((t) => ["   ", ...taskLine(t, now)]);
     out += table(rows);
     if (options.history) {
@@ -166,5 +194,42 @@ export function formatPlan(plan: RunPlan): string {
     `tasks, in dependency order: ${plan.tasks.map((t) => (t.upstream.length > 0 ? `${t.id} (after ${t.upstream.join(", ")})` : t.id)).join(", ")}\n\n`;
   for (const i of plan.instances) out += `  ${i.bizdate}  cyctime ${i.cyctime}\n`;
   out += `\nwould run ${n} workflow instance${n === 1 ? "" : "s"} × ${m} task${m === 1 ? "" : "s"} = ${plan.total} task instance${plan.total === 1 ? "" : "s"}\n`;
+  return out;
+}
+
+/** The task instances of one state that a summary lists: the first pages' worth, and how many in all. */
+export interface StateSection {
+  state: TaskState;
+  /** Task instances in this state, in all. */
+  count: number;
+  /** Workflow instances having task instances in this state (the first ones, in run order). */
+  instances: WorkflowInstance[];
+}
+
+const fmt = (n: number) => n.toLocaleString("en-US");
+
+/**
+ * `show` of a big run: counts per state, then the task instances that want attention
+ * (failed, killed, running, paused), at most `cap` lines each.
+ */
+export function formatRunSummary(run: Run, summary: RunSummary, sections: StateSection[], cap: number): string {
+  const now = Date.now();
+  const pausedCount = summary.counts.paused;
+  const paused = pausedCount > 0 ? `${fmt(pausedCount)} task instance${pausedCount === 1 ? "" : "s"} paused: \`tideflow resume ${run.id} <task> --date D\`` : undefined;
+  const counts = (Object.entries(summary.counts) as [TaskState, number][]).filter(([, n]) => n > 0).map(([s, n]) => `${fmt(n)} ${s}`);
+  let out = runHeader(run, paused);
+  out += `\n  ${fmt(summary.instances)} workflow instances × ${run.tasks.length} task${run.tasks.length === 1 ? "" : "s"}: ${counts.join(", ") || "none"}\n`;
+  for (const section of sections) {
+    out += `\n  ${section.state} (${fmt(section.count)}):\n`;
+    const rows: string[][] = [];
+    for (const inst of section.instances) {
+      for (const t of inst.tasks) {
+        if (t.state === section.state && rows.length < cap) rows.push(["   ", inst.bizdate, inst.cyctime.slice(11, 16), ...taskLine(t, now)]);
+      }
+    }
+    if (rows.length > 0) out += table(rows);
+    if (section.count > rows.length) out += `    … and ${fmt(section.count - rows.length)} more\n`;
+  }
+  out += `\nevery instance: \`tideflow show ${run.id} --all\`; one: \`tideflow show ${run.id} --date D\`\n`;
   return out;
 }

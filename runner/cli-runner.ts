@@ -3,101 +3,85 @@
  * show, logs, the operations, and `runner start|stop|status`.
  *
  * Exit codes: 0 done (a run: every task instance succeeded), 1 the run did not succeed or
- * the runner refused (its reason on stderr), 2 usage, 3 an internal error.
+ * the runner refused (its reason on stderr), 2 usage, 3 an internal error, 4 a command
+ * that only reads (runs, show, logs) found no runner running.
  */
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import type { ApiEvent, CreateRunParams, TaskOperation } from "../protocol/api";
 import type { Run, RunState, RunSummary, TaskState } from "../protocol/runner";
 import { TASK_STATES, TERMINAL_TASK_STATES } from "../protocol/runner";
 import { connectRunning, ensureRunner, RunnerError, type RunnerClient } from "../common/runner-client";
 import { processAlive } from "./exec/process-tree";
-import { formatPlan, formatRun, formatRuns, localTime, runDocument } from "./cli-format";
-
-export class UsageError extends Error {}
+import { formatPlan, formatRun, formatRunSummary, formatRuns, localTime, runDocument, type StateSection } from "./cli-format";
+import { didYouMean, UsageError, type Args } from "./cli/args";
+import { workspaceOf } from "./cli/workspace";
 
 /** A refusal or failure to report as `tideflow: <message>` with exit 1. */
 export class CommandError extends Error {}
 
+/** A command that only reads found no runner, and does not start one: exit 4. */
+export class NoRunnerError extends Error {}
+
 const RUN_STATES: readonly RunState[] = ["running", "success", "failed", "killed", "paused"];
+/** What `runs --state` takes: a run state, or a task state (runs having such task instances). */
+export const STATE_FILTERS: readonly string[] = [...new Set<string>([...RUN_STATES, ...TASK_STATES])];
 const TERMINAL: readonly TaskState[] = TERMINAL_TASK_STATES;
 /** A task in these states may still start: a follower waits for its first attempt. */
 const NOT_STARTED: readonly TaskState[] = ["not_run", "waiting", "paused"];
 
-function workspaceOf(flag: string | undefined): string {
-  return resolve(flag ?? process.cwd());
+/** The running runner of a command that only reads: it never starts one (nor writes .tideflow/). */
+async function attach(workspace: string): Promise<RunnerClient> {
+  const client = await connectRunning(workspace);
+  if (client) return client;
+  const recorded = existsSync(join(workspace, ".tideflow", "journal"));
+  throw new NoRunnerError(
+    `no runner is running for ${workspace}; \`tideflow runner start\` starts it` +
+      (recorded ? " with the runs recorded in .tideflow/" : " (no run has been recorded here yet)"),
+  );
 }
 
+/** The runner of a command that acts, started in the background when none runs. */
 async function connect(workspace: string): Promise<RunnerClient> {
-  const { client, started } = await ensureRunner(workspace, join(__dirname, "runner.js"));
+  const { client, started } = await ensureRunner(workspace, runnerPath());
   if (started) process.stderr.write(`tideflow: started the runner (pid ${client.info.pid}) for ${workspace}\n`);
   return client;
 }
 
-const DATE = /^\d{4}-\d{2}-\d{2}$/;
-
-function checkDate(flag: string, value: string | undefined): void {
-  if (value !== undefined && !DATE.test(value)) throw new UsageError(`--${flag} expects a date as YYYY-MM-DD, got "${value}"`);
+/** dist/runner.js, beside this bundle. */
+function runnerPath(): string {
+  return join(__dirname, "runner.js");
 }
 
-/** `tideflow test` / `tideflow backfill`. */
-export async function startRun(kind: "test" | "backfill", args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      task: { type: "string", multiple: true },
-      downstream: { type: "boolean", default: false },
-      date: { type: "string" },
-      from: { type: "string" },
-      to: { type: "string" },
-      parallel: { type: "string" },
-      order: { type: "string" },
-      json: { type: "boolean", default: false },
-      detach: { type: "boolean", default: false },
-      "dry-run": { type: "boolean", default: false },
-      workspace: { type: "string" },
-    },
-  });
-  if (positionals.length !== 1) throw new UsageError(`${kind} takes one workflow file`);
-  if (values["dry-run"] && values.detach) throw new UsageError("--dry-run creates no run, so there is nothing to --detach from");
-  if (values.downstream && !values.task) throw new UsageError("--downstream needs --task: it selects the tasks downstream of those");
-  let parallelism: number | undefined;
-  if (kind === "test") {
-    for (const f of ["from", "to", "parallel", "order"] as const) {
-      if (values[f] !== undefined) throw new UsageError(`--${f} is for backfill; a test runs one bizdate (--date)`);
-    }
-    checkDate("date", values.date);
-  } else {
-    if (values.date !== undefined) throw new UsageError("backfill takes --from and --to, not --date");
-    if (!values.from || !values.to) throw new UsageError("backfill needs --from YYYY-MM-DD and --to YYYY-MM-DD");
-    checkDate("from", values.from);
-    checkDate("to", values.to);
-    if (values.parallel !== undefined) {
-      parallelism = Number(values.parallel);
-      if (!Number.isInteger(parallelism) || parallelism < 1) throw new UsageError(`--parallel expects an integer of 1 or more, got "${values.parallel}"`);
-    }
-    if (values.order !== undefined && values.order !== "asc" && values.order !== "desc") {
-      throw new UsageError(`--order expects asc or desc, got "${values.order}"`);
-    }
-  }
-  const workspace = workspaceOf(values.workspace);
+/** `tideflow test` / `tideflow backfill`; the table (cli.ts) has checked the values' shapes. */
+export async function startRun(kind: "test" | "backfill", a: Args): Promise<number> {
+  const tasks = a.list("task");
+  if (a.flag("dry-run") && a.flag("detach")) throw new UsageError("--dry-run creates no run, so there is nothing to --detach from");
+  if (a.flag("downstream") && !tasks) throw new UsageError("--downstream needs --task: it selects the tasks downstream of those");
+  const date = kind === "test" ? a.string("date") : undefined;
+  const from = kind === "backfill" ? a.string("from") : undefined;
+  const to = kind === "backfill" ? a.string("to") : undefined;
+  if (kind === "backfill" && (!from || !to)) throw new UsageError("backfill needs --from YYYY-MM-DD and --to YYYY-MM-DD");
+  const parallelism = kind === "backfill" ? a.integer("parallel") : undefined;
+  const order = kind === "backfill" ? (a.string("order") as "asc" | "desc" | undefined) : undefined;
+  const json = a.flag("json");
+  const workspace = workspaceOf(a.string("workspace"));
   const params: CreateRunParams = {
     kind,
-    file: resolve(positionals[0]),
+    file: resolve(a.positionals[0]),
     by: "cli",
-    downstream: values.downstream,
-    ...(values.task ? { tasks: values.task } : {}),
-    ...(values.date ? { bizdate: values.date } : {}),
-    ...(values.from ? { from: values.from, to: values.to } : {}),
+    downstream: a.flag("downstream"),
+    ...(tasks ? { tasks } : {}),
+    ...(date ? { bizdate: date } : {}),
+    ...(from ? { from, to } : {}),
     ...(parallelism !== undefined ? { parallelism } : {}),
-    ...(values.order ? { order: values.order as "asc" | "desc" } : {}),
+    ...(order ? { order } : {}),
   };
   const client = await connect(workspace);
   try {
-    if (values["dry-run"]) {
+    if (a.flag("dry-run")) {
       const plan = await client.request("runs.plan", params);
-      process.stdout.write(values.json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan));
+      process.stdout.write(json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan));
       return 0;
     }
     // Subscribe before creating, so that no record of the new run is missed.
@@ -109,11 +93,11 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
     });
     await client.request("subscribe", { records: true });
     const { run } = await client.request("runs.create", params);
-    if (values.detach) {
-      process.stdout.write(values.json ? `${JSON.stringify({ id: run.id }, null, 2)}\n` : `${run.id}\n`);
+    if (a.flag("detach")) {
+      process.stdout.write(json ? `${JSON.stringify({ id: run.id }, null, 2)}\n` : `${run.id}\n`);
       return 0;
     }
-    const quiet = values.json;
+    const quiet = json;
     if (!quiet) {
       const n = run.instances.length;
       process.stdout.write(
@@ -151,7 +135,7 @@ export async function startRun(kind: "test" | "backfill", args: string[]): Promi
       }
     }
     const final = await client.request("runs.get", { run: run.id });
-    if (values.json) process.stdout.write(`${JSON.stringify(runDocument(final), null, 2)}\n`);
+    if (json) process.stdout.write(`${JSON.stringify(runDocument(final), null, 2)}\n`);
     else process.stdout.write(`\n${formatRun(final, { brief: true })}`);
     return allSucceeded(final) ? 0 : 1;
   } finally {
@@ -163,66 +147,79 @@ function allSucceeded(run: Run): boolean {
   return run.instances.every((i) => i.tasks.every((t) => t.state === "success"));
 }
 
-export async function runs(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { state: { type: "string" }, json: { type: "boolean", default: false }, workspace: { type: "string" } },
-  });
-  if (positionals.length > 0) throw new UsageError("runs takes no arguments (did you mean `tideflow show <run>`?)");
-  const state = values.state as RunState | TaskState | undefined;
-  if (state !== undefined && !RUN_STATES.includes(state as RunState) && !TASK_STATES.includes(state as TaskState)) {
-    throw new UsageError(`--state expects one of ${[...new Set([...RUN_STATES, ...TASK_STATES])].join(", ")}; got "${state}"`);
-  }
-  const client = await connect(workspaceOf(values.workspace));
+export async function runs(a: Args): Promise<number> {
+  const state = a.string("state") as RunState | TaskState | undefined;
+  const client = await attach(workspaceOf(a.string("workspace")));
   try {
     let list: RunSummary[] = await client.request("runs.list", {});
     // A run state filters runs; a task state lists runs having task instances in it.
+    const total = list.length;
     if (state !== undefined) list = list.filter((r) => r.state === state || (TASK_STATES.includes(state as TaskState) && r.counts[state as TaskState] > 0));
-    process.stdout.write(values.json ? `${JSON.stringify(list, null, 2)}\n` : formatRuns(list));
+    if (a.flag("json")) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+    else if (list.length === 0 && total > 0) {
+      const what = RUN_STATES.includes(state as RunState) ? `${state} runs` : `runs with ${state} task instances`;
+      process.stdout.write(`no ${what} (${total} run${total === 1 ? "" : "s"} in all: \`tideflow runs\`)\n`);
+    } else process.stdout.write(formatRuns(list));
     return 0;
   } finally {
     client.close();
   }
 }
 
-export async function show(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { json: { type: "boolean", default: false }, history: { type: "boolean", default: false }, date: { type: "string" }, workspace: { type: "string" } },
-  });
-  if (positionals.length !== 1) throw new UsageError("show takes one run id (see `tideflow runs`)");
-  const client = await connect(workspaceOf(values.workspace));
+/** Above this many task instances, `show` summarises unless --all. */
+const SHOW_ALL_UP_TO = 200;
+/** Task instances listed per state in a summary. */
+const SUMMARY_CAP = 20;
+const ATTENTION: readonly TaskState[] = ["failed", "killed", "running", "paused"];
+
+export async function show(a: Args): Promise<number> {
+  const date = a.string("date");
+  const client = await attach(workspaceOf(a.string("workspace")));
   try {
-    const run = await client.request("runs.get", { run: positionals[0] });
-    if (values.date !== undefined) {
-      run.instances = run.instances.filter((i) => i.bizdate === values.date || i.id === values.date || i.cyctime.startsWith(values.date!));
+    if (!a.flag("all") && !a.flag("json") && !a.flag("history") && date === undefined) {
+      // A big run (a 3-year hourly backfill: 131,000 task instances) is summarised from
+      // its counts and a page per state, never fetched whole.
+      const head = await client.request("runs.get", { run: a.positionals[0], instances: false });
+      const summary = (await client.request("runs.list", {})).find((r) => r.id === head.id);
+      if (summary && summary.instances * head.tasks.length > SHOW_ALL_UP_TO) {
+        const sections: StateSection[] = [];
+        for (const state of ATTENTION) {
+          if (summary.counts[state] === 0) continue;
+          const page = await client.request("runs.instances", { run: head.id, state, limit: SUMMARY_CAP });
+          sections.push({ state, count: summary.counts[state], instances: page.instances });
+        }
+        process.stdout.write(formatRunSummary(head, summary, sections, SUMMARY_CAP));
+        return 0;
+      }
     }
-    process.stdout.write(values.json ? `${JSON.stringify(runDocument(run, { history: true }), null, 2)}\n` : formatRun(run, { history: values.history }));
+    const run = await client.request("runs.get", { run: a.positionals[0] });
+    if (date !== undefined) {
+      const all = run.instances;
+      // As the runner picks instances for kill, logs and the other operations (daemon.ts
+      // instancesOf): a YYYY-MM-DD is a bizdate, anything else a cyctime prefix or an id.
+      run.instances = /^\d{4}-\d{2}-\d{2}$/.test(date)
+        ? all.filter((i) => i.bizdate === date)
+        : all.filter((i) => i.id === date || i.cyctime.startsWith(date));
+      if (run.instances.length === 0) {
+        const dates = [...new Set(all.map((i) => i.bizdate))].sort();
+        throw new CommandError(`${run.id} has no workflow instance for ${date}; its bizdates are ${dates.length > 3 ? `${dates[0]} … ${dates[dates.length - 1]}` : dates.join(", ")}`);
+      }
+    }
+    process.stdout.write(a.flag("json") ? `${JSON.stringify(runDocument(run, { history: true }), null, 2)}\n` : formatRun(run, { history: a.flag("history") }));
     return 0;
   } finally {
     client.close();
   }
 }
 
-export async function logs(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { date: { type: "string" }, attempt: { type: "string" }, follow: { type: "boolean", short: "f", default: false }, workspace: { type: "string" } },
-  });
-  if (positionals.length !== 2) throw new UsageError("logs takes a run and a task: tideflow logs <run> <task>");
-  let attempt: number | undefined;
-  if (values.attempt !== undefined) {
-    attempt = Number(values.attempt);
-    if (!Number.isInteger(attempt) || attempt < 1) throw new UsageError(`--attempt expects a number from 1, got "${values.attempt}"`);
-  }
-  const [runRef, task] = positionals;
-  const client = await connect(workspaceOf(values.workspace));
+export async function logs(a: Args): Promise<number> {
+  const attempt = a.integer("attempt");
+  const date = a.string("date");
+  const [runRef, task] = a.positionals;
+  const client = await attach(workspaceOf(a.string("workspace")));
   try {
-    const target = { run: runRef, task, ...(values.date ? { date: values.date } : {}) };
-    if (!values.follow) {
+    const target = { run: runRef, task, ...(date ? { date } : {}) };
+    if (!a.flag("follow")) {
       const log = await client.request("logs.read", { ...target, ...(attempt ? { attempt } : {}) });
       process.stdout.write(log.text);
       return 0;
@@ -303,63 +300,55 @@ async function firstRead(client: RunnerClient, target: { run: string; task: stri
   }
 }
 
-export async function operate(op: TaskOperation, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { date: { type: "string" }, json: { type: "boolean", default: false }, workspace: { type: "string" } },
-  });
-  if (positionals.length < 1 || positionals.length > 2) throw new UsageError(`${op} takes a run and optionally a task: tideflow ${op} <run> [<task>] [--date D]`);
-  const client = await connect(workspaceOf(values.workspace));
+export async function operate(op: TaskOperation, a: Args): Promise<number> {
+  const date = a.string("date");
+  const client = await connect(workspaceOf(a.string("workspace")));
   try {
     const result = await client.request("task.operate", {
       op,
-      run: positionals[0],
+      run: a.positionals[0],
       by: "cli",
-      ...(positionals[1] ? { task: positionals[1] } : {}),
-      ...(values.date ? { date: values.date } : {}),
+      ...(a.positionals[1] ? { task: a.positionals[1] } : {}),
+      ...(date ? { date } : {}),
     });
-    process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.changed.map((c) => `${result.runId}: ${c}`).join("\n")}\n`);
+    process.stdout.write(a.flag("json") ? `${JSON.stringify(result, null, 2)}\n` : `${result.changed.map((c) => `${result.runId}: ${c}`).join("\n")}\n`);
     return 0;
   } finally {
     client.close();
   }
 }
 
-export async function rerunDownstream(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { only: { type: "string", multiple: true }, date: { type: "string" }, json: { type: "boolean", default: false }, workspace: { type: "string" } },
-  });
-  if (positionals.length !== 2) throw new UsageError("rerun-downstream takes a run and a task: tideflow rerun-downstream <run> <task> [--only ID]...");
-  const client = await connect(workspaceOf(values.workspace));
+export async function rerunDownstream(a: Args): Promise<number> {
+  const only = a.list("only");
+  const date = a.string("date");
+  const client = await connect(workspaceOf(a.string("workspace")));
   try {
     const result = await client.request("task.rerunDownstream", {
-      run: positionals[0],
-      task: positionals[1],
+      run: a.positionals[0],
+      task: a.positionals[1],
       by: "cli",
-      ...(values.only ? { only: values.only } : {}),
-      ...(values.date ? { date: values.date } : {}),
+      ...(only ? { only } : {}),
+      ...(date ? { date } : {}),
     });
-    process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.changed.map((c) => `${result.runId}: ${c}`).join("\n")}\n`);
+    process.stdout.write(a.flag("json") ? `${JSON.stringify(result, null, 2)}\n` : `${result.changed.map((c) => `${result.runId}: ${c}`).join("\n")}\n`);
     return 0;
   } finally {
     client.close();
   }
 }
 
-export async function runnerCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { json: { type: "boolean", default: false }, workspace: { type: "string" } },
-  });
-  const [sub] = positionals;
-  if (positionals.length !== 1 || !["start", "stop", "status"].includes(sub)) throw new UsageError("runner takes start, stop or status");
-  const workspace = workspaceOf(values.workspace);
+const RUNNER_SUBCOMMANDS = ["start", "stop", "status"];
+
+export async function runnerCommand(a: Args): Promise<number> {
+  const [sub] = a.positionals;
+  if (!RUNNER_SUBCOMMANDS.includes(sub)) {
+    const guess = didYouMean(sub, RUNNER_SUBCOMMANDS);
+    throw new UsageError(`runner takes start, stop or status, got "${sub}"${guess ? `; did you mean ${guess}?` : ""}`);
+  }
+  const json = a.flag("json");
+  const workspace = workspaceOf(a.string("workspace"));
   if (sub === "start") {
-    const { client, started } = await ensureRunner(workspace, join(__dirname, "runner.js"));
+    const { client, started } = await ensureRunner(workspace, runnerPath());
     const { pid, port } = client.info;
     client.close();
     process.stdout.write(`${started ? "started" : "already running"}: runner pid ${pid} on 127.0.0.1:${port} for ${workspace}\n`);
@@ -367,13 +356,13 @@ export async function runnerCommand(args: string[]): Promise<number> {
   }
   const client = await connectRunning(workspace);
   if (!client) {
-    process.stdout.write(values.json ? `${JSON.stringify({ running: false }, null, 2)}\n` : `no runner is running for ${workspace}\n`);
+    process.stdout.write(json ? `${JSON.stringify({ running: false }, null, 2)}\n` : `no runner is running for ${workspace}\n`);
     return sub === "status" ? 1 : 0;
   }
   try {
     if (sub === "status") {
       const s = await client.request("runner.status", {});
-      if (values.json) process.stdout.write(`${JSON.stringify({ running: true, ...s }, null, 2)}\n`);
+      if (json) process.stdout.write(`${JSON.stringify({ running: true, ...s }, null, 2)}\n`);
       else {
         process.stdout.write(
           `runner pid ${s.pid} on 127.0.0.1:${s.port} for ${s.workspace}, up ${Math.round((Date.now() - s.startedAt) / 1000)} s\n` +

@@ -1,202 +1,285 @@
 /**
- * `tideflow`: the command line. `check` and `dag` work on files alone; the commands that
- * run instances talk to the workspace's runner.
+ * `tideflow`: the command line, built from one command table. `check` and `dag` work on
+ * files alone (and live in dist/cli-files.js, loaded only by them); the commands that run
+ * instances talk to the workspace's runner.
+ *
+ * Exit codes (docs/cli.md): 0 done, 1 refused or did not succeed, 2 usage, 3 internal
+ * error, 4 no runner running for a command that only reads.
  */
-import { mkdir, writeFile } from "node:fs/promises";
-import { dirname, relative, resolve, sep } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
-import type { TideflowDiagnostic } from "../protocol/model";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { RunnerError } from "../common/runner-client";
-import { CommandError, UsageError, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
+import { commandHelp, didYouMean, isUsageError, parseCommand, shortUsage, type Args, type CommandSpec, type OptionSpec } from "./cli/args";
+import { CommandError, NoRunnerError, STATE_FILTERS, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
+import type { TaskOperation } from "../protocol/api";
 
-const USAGE = `usage: tideflow <command> [options]
+/** check and dag, from their own bundle: it holds the analyzer and TypeScript (~11 MB). */
+function files(): typeof import("./cli/files") {
+  // A require of a computed path is left alone by esbuild, so the entry stays small.
+  const path = join(__dirname, "cli-files.js");
+  return require(path) as typeof import("./cli/files");
+}
 
-  check <file|dir>... [--json] [--workspace DIR]
-      Validate workflow files; exit 1 when any has an error (usable as a pre-commit hook).
-  dag <file> --svg OUT [--workspace DIR]
-      Lay out a workflow's DAG and write it as SVG (OUT "-" writes to stdout).
+const DATE: OptionSpec["pattern"] = { test: /^\d{4}-\d{2}-\d{2}$/, expected: "a date as YYYY-MM-DD" };
+const json: OptionSpec = { type: "boolean", help: "print one JSON document" };
+/** --date of the commands on an existing run: a bizdate, a cyctime prefix or an instance id. */
+const pickDate: OptionSpec = { type: "string", value: "D", help: "the workflow instance(s): a bizdate, a cyctime prefix (2026-11-20T03) or an instance id" };
 
-  test <file> [--task ID]... [--downstream] [--date YYYY-MM-DD] [--json] [--detach|--dry-run]
-      Run a test instance (one bizdate; default yesterday) and wait for it; exit 0 only
-      if every task instance succeeded.
-  backfill <file> --from YYYY-MM-DD --to YYYY-MM-DD [--task ID]... [--downstream]
-           [--parallel N] [--order asc|desc] [--json] [--detach|--dry-run]
-      One workflow instance per cron fire time whose bizdate is in the range.
-      --detach returns at once with the run id; --dry-run prints the workflow instances
-      and tasks the run would have and creates nothing (--json: as one document).
-  runs [--state STATE] [--json]
-  show <run> [--date D] [--history] [--json]
-  logs <run> <task> [--date D] [--attempt N] [--follow]
-  kill|rerun|set-success|pause|resume <run> [<task>] [--date D]
-      Without a task: the batch form on the run (or on the instances of --date):
-      kill run, rerun failed, set every failed/killed task success, pause, resume.
-  rerun-downstream <run> <task> [--only ID]... [--date D]
-  runner start|stop|status
+function runOptions(kind: "test" | "backfill"): Record<string, OptionSpec> {
+  return {
+    ...(kind === "test"
+      ? { date: { type: "string", value: "YYYY-MM-DD", pattern: DATE, help: "the bizdate (default: yesterday)" } }
+      : {
+          from: { type: "string", value: "YYYY-MM-DD", pattern: DATE, help: "the first bizdate" },
+          to: { type: "string", value: "YYYY-MM-DD", pattern: DATE, help: "the last bizdate" },
+        }),
+    task: { type: "string", value: "ID", multiple: true, help: "run only this task (repeat for more)" },
+    downstream: { type: "boolean", help: "with --task: also every task downstream of those" },
+    ...(kind === "backfill"
+      ? {
+          parallel: { type: "integer", value: "N", min: 1, help: "workflow instances at once (default 1)" },
+          order: { type: "string", value: "asc|desc", choices: ["asc", "desc"], help: "bizdate order (default asc)" },
+        }
+      : {}),
+    json: { type: "boolean", help: "print the ended run (or the plan) as one JSON document" },
+    detach: { type: "boolean", help: "return at once with the run id" },
+    "dry-run": { type: "boolean", help: "print what the run would have, create nothing" },
+  };
+}
 
-  <run> is a run id (run-3), its number (3) or "last". --date picks a workflow instance
-  by bizdate (YYYY-MM-DD), or by cyctime (2026-11-20T03) when a bizdate has several.
-  Runner commands talk to the runner of the current directory (or --workspace DIR)
-  and start it in the background when none is running; its state is in .tideflow/.
-`;
+const OPERATIONS: { op: TaskOperation; batch: string }[] = [
+  { op: "kill", batch: "kill every task instance of the run that has not ended" },
+  { op: "rerun", batch: "rerun the run's failed and killed task instances" },
+  { op: "set-success", batch: "set every failed or killed task instance success" },
+  { op: "pause", batch: "pause every not-yet-started task instance" },
+  { op: "resume", batch: "resume every paused task instance" },
+];
 
-const SEVERITY_NAME: Record<number, string> = { 1: "error", 2: "warning", 3: "info", 4: "hint" };
+/** Every command: its usage, its options, whether it needs a runner, its handler. */
+const COMMANDS: CommandSpec[] = [
+  {
+    name: "check",
+    usage: "check <file|dir>... [--json] [--workspace DIR]",
+    summary: "Validate workflow files; exit 1 when any has an error (usable as a pre-commit hook).",
+    positionals: { min: 1, max: Infinity, what: "one or more files or directories" },
+    options: { json },
+    runner: "none",
+    run: (a) => files().check(a),
+  },
+  {
+    name: "dag",
+    usage: "dag <file> --svg OUT [--workspace DIR]",
+    summary: 'Lay out a workflow\'s DAG and write it as SVG (OUT "-" writes to stdout).',
+    positionals: { min: 1, max: 1, what: "one workflow file" },
+    options: { svg: { type: "string", value: "OUT", help: 'the SVG file to write ("-": stdout)' } },
+    runner: "none",
+    run: (a) => files().dag(a),
+  },
+  {
+    name: "test",
+    usage: "test <file> [--task ID]... [--downstream] [--date YYYY-MM-DD] [--json] [--detach|--dry-run]",
+    summary: "Run a test instance (one bizdate; default yesterday) and wait for it.\nExit 0 only if every task instance succeeded.",
+    positionals: { min: 1, max: 1, what: "one workflow file" },
+    options: runOptions("test"),
+    elsewhere: Object.fromEntries(["from", "to", "parallel", "order"].map((f) => [f, `--${f} is for backfill; a test runs one bizdate (--date)`])),
+    runner: "starts",
+    run: (a) => startRun("test", a),
+  },
+  {
+    name: "backfill",
+    usage: "backfill <file> --from YYYY-MM-DD --to YYYY-MM-DD [--task ID]... [--downstream] [--parallel N] [--order asc|desc] [--json] [--detach|--dry-run]",
+    summary:
+      "Run one workflow instance per cron fire time whose bizdate is in the range, and wait.\n" +
+      "Exit 0 only if every task instance succeeded. --detach returns at once with the run\n" +
+      "id; --dry-run prints the workflow instances and tasks the run would have.",
+    positionals: { min: 1, max: 1, what: "one workflow file" },
+    options: runOptions("backfill"),
+    elsewhere: { date: "backfill takes --from and --to, not --date" },
+    runner: "starts",
+    run: (a) => startRun("backfill", a),
+  },
+  {
+    name: "runs",
+    usage: "runs [--state STATE] [--json]",
+    summary: "List the workspace's runs with their task instances counted by state.",
+    positionals: { min: 0, max: 0, what: "no arguments (did you mean `tideflow show <run>`?)" },
+    options: { state: { type: "string", value: "STATE", choices: STATE_FILTERS, help: "runs in this run state, or having task instances in this task state" }, json },
+    runner: "reads",
+    run: runs,
+  },
+  {
+    name: "show",
+    usage: "show <run> [--date D] [--all] [--history] [--json]",
+    summary:
+      'Show a run: its workflow instances and task instances. <run>: run-3, 3 or "last".\n' +
+      "A run of more than 200 task instances is summarised: counts per state, then the failed,\n" +
+      "killed, running and paused ones (20 of each); --all shows every instance.",
+    positionals: { min: 1, max: 1, what: "one run id (see `tideflow runs`)" },
+    options: {
+      date: pickDate,
+      all: { type: "boolean", help: "every workflow instance, however many" },
+      history: { type: "boolean", help: "each task instance's state changes" },
+      json,
+    },
+    runner: "reads",
+    run: show,
+  },
+  {
+    name: "logs",
+    usage: "logs <run> <task> [--date D] [--attempt N] [--follow]",
+    summary: "Print a task instance's log (its last attempt unless --attempt).",
+    positionals: { min: 2, max: 2, what: "a run and a task: tideflow logs <run> <task>" },
+    options: {
+      date: pickDate,
+      attempt: { type: "integer", value: "N", min: 1, help: "that attempt's log" },
+      follow: { type: "boolean", short: "f", help: "go on printing new lines until the task instance ends" },
+    },
+    runner: "reads",
+    run: logs,
+  },
+  ...OPERATIONS.map(
+    ({ op, batch }): CommandSpec => ({
+      name: op,
+      usage: `${op} <run> [<task>] [--date D] [--json]`,
+      summary: `${op[0].toUpperCase()}${op.slice(1)} a task instance.\nWithout a task: ${batch} (with --date: of those instances only).`,
+      positionals: { min: 1, max: 2, what: `a run and optionally a task: tideflow ${op} <run> [<task>]` },
+      options: { date: pickDate, json },
+      runner: "starts",
+      run: (a) => operate(op, a),
+    }),
+  ),
+  {
+    name: "rerun-downstream",
+    usage: "rerun-downstream <run> <task> [--only ID]... [--date D] [--json]",
+    summary: "Rerun a task and the tasks downstream of it (or only those of --only), in dependency order.",
+    positionals: { min: 2, max: 2, what: "a run and a task: tideflow rerun-downstream <run> <task>" },
+    options: { only: { type: "string", value: "ID", multiple: true, help: "rerun only this downstream task (repeat for more)" }, date: pickDate, json },
+    runner: "starts",
+    run: rerunDownstream,
+  },
+  {
+    name: "runner",
+    usage: "runner start|stop|status [--json]",
+    summary: "Start, stop or ask about the workspace's runner (its state is in .tideflow/).",
+    positionals: { min: 1, max: 1, what: "start, stop or status" },
+    options: { json },
+    // `runner start` starts one; stop and status never do.
+    runner: "starts",
+    run: runnerCommand,
+  },
+];
 
+function overview(): string {
+  const lines = COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary.split("\n")[0]}\n`).join("");
+  return (
+    `usage: tideflow <command> [options]      tideflow <command> --help      tideflow --version\n\n${lines}\n` +
+    `  <run> is a run id (run-3), its number (3) or "last". --date picks a workflow instance\n` +
+    `  by bizdate (YYYY-MM-DD), or by cyctime (2026-11-20T03) when a bizdate has several.\n` +
+    `  Every command takes --workspace DIR (default: the current directory). test, backfill\n` +
+    `  and the operations start the workspace's runner when none is running; runs, show and\n` +
+    `  logs never do (exit 4). Exit codes: 0 done, 1 refused or failed, 2 usage, 3 internal error.\n`
+  );
+}
+
+function version(): string {
+  // package.json sits beside dist/ in the package and in a checkout.
+  const pkg = JSON.parse(readFileSync(join(__dirname, "..", "package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** The command being run, for the usage line of an error it throws. */
+let current: CommandSpec | undefined;
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case "check":
-      return check(rest);
-    case "dag":
-      return dag(rest);
-    case "test":
-    case "backfill":
-      return startRun(command, rest);
-    case "runs":
-      return runs(rest);
-    case "show":
-      return show(rest);
-    case "logs":
-      return logs(rest);
-    case "kill":
-    case "rerun":
-    case "set-success":
-    case "pause":
-    case "resume":
-      return operate(command, rest);
-    case "rerun-downstream":
-      return rerunDownstream(rest);
-    case "runner":
-      return runnerCommand(rest);
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command "${command}"`);
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    const about = name === "help" && rest[0] ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    process.stdout.write(about ? commandHelp(about) : overview());
+    return name === undefined ? 2 : 0;
   }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(`tideflow ${version()}\n`);
+    return 0;
+  }
+  const spec = COMMANDS.find((c) => c.name === name);
+  if (!spec) {
+    const guess = didYouMean(name, COMMANDS.map((c) => c.name));
+    throw new CommandLineError(`unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ""}`);
+  }
+  current = spec;
+  const args: Args = parseCommand(spec, rest);
+  if (args.flag("help")) {
+    process.stdout.write(commandHelp(spec));
+    return 0;
+  }
+  return spec.run(args);
 }
 
-/** The workspace a file belongs to: --workspace, else the current directory if it holds the file. */
-function workspaceFor(target: string, flag: string | undefined, targetIsDir: boolean): string {
-  if (flag) return resolve(flag);
-  if (targetIsDir) return target;
-  const cwd = process.cwd();
-  return target.startsWith(cwd + sep) ? cwd : dirname(target);
+/** A usage error outside any command (an unknown command). */
+class CommandLineError extends Error {}
+
+/**
+ * Ends the process once stdout and stderr have taken everything written to them.
+ * `process.exit()` right after a write to a pipe drops whatever the pipe had no room for
+ * (64 KiB); the explicit exit after the flush keeps a socket that is still closing from
+ * holding the command open.
+ */
+function exitWhenFlushed(code: number): void {
+  process.exitCode = code;
+  let pending = 2;
+  const flushed = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write("", flushed);
+  process.stderr.write("", flushed);
 }
 
-// The analyzer (TypeScript's parser inside) is loaded only by the commands that use it,
-// so that the runner commands start fast.
-const analyzer = () => import("../server/workspace-scan.js");
-
-async function check(args: string[]): Promise<number> {
-  const { isDirectory, isWorkflowFile, loadWorkspace } = await analyzer();
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { json: { type: "boolean", default: false }, workspace: { type: "string" } },
+// A reader that went away (`tideflow logs ... | head`) wants no more output: end quietly
+// with 0, as a command whose output was cut short by its reader, not with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
   });
-  if (positionals.length === 0) throw new UsageError("check takes one or more files or directories");
-  const targets: { path: string; isDir: boolean }[] = [];
-  for (const p of positionals) {
-    const path = resolve(p);
-    const isDir = await isDirectory(path);
-    if (!isDir && !isWorkflowFile(path)) throw new UsageError(`${p} is not a *.flow.ts / *.flow.js file or a directory`);
-    targets.push({ path, isDir });
-  }
-  // One workspace gives the cross-file checks their context: --workspace, the directory
-  // named, or the current directory.
-  const root = workspaceFor(targets[0].path, values.workspace, targets.length === 1 && targets[0].isDir);
-  const index = await loadWorkspace(root, targets.filter((t) => !t.isDir).map((t) => t.path));
-  for (const t of targets.filter((t) => t.isDir && !(t.path + sep).startsWith(root + sep))) {
-    for (const f of (await loadWorkspace(t.path)).all()) index.set(f);
-  }
-  const files = [...index.all()]
-    .filter((f) => {
-      const path = fileURLToPath(f.uri);
-      return targets.some((t) => (t.isDir ? path.startsWith(t.path + sep) : path === t.path));
-    })
-    .sort((a, b) => a.uri.localeCompare(b.uri));
-  for (const t of targets) {
-    if (!t.isDir && !files.some((f) => fileURLToPath(f.uri) === t.path)) throw new UsageError(`cannot read ${relative(process.cwd(), t.path)}`);
-  }
-
-  let errors = 0;
-  let warnings = 0;
-  const report = files.map((f) => {
-    const diagnostics = [...index.diagnostics(f.uri)].sort(byPosition);
-    errors += diagnostics.filter((d) => d.severity === 1).length;
-    warnings += diagnostics.filter((d) => d.severity === 2).length;
-    return { path: relative(process.cwd(), fileURLToPath(f.uri)) || ".", workflow: f.workflow?.id ?? null, diagnostics };
-  });
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify({ files: report, errors, warnings }, null, 2)}\n`);
-  } else {
-    for (const f of report) {
-      for (const d of f.diagnostics) {
-        process.stdout.write(`${f.path}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${SEVERITY_NAME[d.severity]} [${d.code}] ${d.message}\n`);
-      }
-    }
-    process.stdout.write(`${files.length} workflow file${files.length === 1 ? "" : "s"} checked: ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}\n`);
-  }
-  return errors > 0 ? 1 : 0;
 }
 
-async function dag(args: string[]): Promise<number> {
-  const { loadWorkspace } = await analyzer();
-  const { layoutDag } = await import("../server/dag/layout.js");
-  const { renderDagSvg } = await import("../server/dag/svg.js");
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { svg: { type: "string" }, workspace: { type: "string" } },
-  });
-  if (positionals.length !== 1) throw new UsageError("dag takes one workflow file");
-  if (!values.svg) throw new UsageError("dag needs --svg OUT");
-  const target = resolve(positionals[0]);
-  const index = await loadWorkspace(workspaceFor(target, values.workspace, false), [target]);
-  const file = index.get(pathToFileURL(target).href);
-  if (!file) throw new UsageError(`cannot read ${positionals[0]}`);
-  if (!file.workflow) {
-    process.stderr.write(`${positionals[0]}: no workflow to draw (run \`tideflow check ${positionals[0]}\` to see why)\n`);
-    return 1;
-  }
-  const graph = index.graph(file.workflow.id);
-  if (!graph || index.workflowFile(file.workflow.id) !== file) {
-    process.stderr.write(`${positionals[0]}: workflow id \`${file.workflow.id}\` is defined in another file too\n`);
-    return 1;
-  }
-  const svg = renderDagSvg(layoutDag(graph), { title: file.workflow.id });
-  if (values.svg === "-") {
-    process.stdout.write(svg);
-  } else {
-    const out = resolve(values.svg);
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, svg);
-    process.stdout.write(`${relative(process.cwd(), out)}: ${graph.nodes.length} nodes, ${graph.edges.length} edges\n`);
-  }
-  return 0;
-}
-
-function byPosition(a: TideflowDiagnostic, b: TideflowDiagnostic): number {
-  return a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character;
+/** A file-system refusal (.tideflow/ not writable…) as a sentence, or undefined. */
+function fileSystemMessage(e: unknown): string | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof err.code !== "string" || !err.path) return undefined;
+  const verb = err.syscall === "mkdir" ? "create" : err.syscall === "open" || err.syscall === "write" ? "write" : "use";
+  const reason: Record<string, string> = { EACCES: "permission denied", EPERM: "permission denied", EROFS: "read-only file system", ENOSPC: "no space left", ENOTDIR: "a file is in the way" };
+  if (!reason[err.code]) return undefined;
+  const why = err.path.includes(".tideflow") ? " (the runner keeps the workspace's state there)" : "";
+  return `cannot ${verb} ${err.path}: ${reason[err.code]}${why}`;
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (e: unknown) => {
-    if (e instanceof UsageError || (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS"))) {
-      process.stderr.write(`tideflow: ${e.message}\n\n${USAGE}`);
-      process.exit(2);
+    if (e instanceof CommandLineError) {
+      process.stderr.write(`tideflow: ${e.message}\n${shortUsage(undefined)}`);
+      return exitWhenFlushed(2);
+    }
+    if (isUsageError(e)) {
+      const spec = (e.command ? COMMANDS.find((c) => c.name === e.command) : undefined) ?? current;
+      process.stderr.write(`tideflow: ${e.message}\n${shortUsage(spec)}`);
+      return exitWhenFlushed(2);
     }
     if (e instanceof RunnerError || e instanceof CommandError) {
       process.stderr.write(`tideflow: ${e.message}\n`);
-      process.exit(1);
+      return exitWhenFlushed(1);
+    }
+    if (e instanceof NoRunnerError) {
+      process.stderr.write(`tideflow: ${e.message}\n`);
+      return exitWhenFlushed(4);
+    }
+    const fs = fileSystemMessage(e);
+    if (fs) {
+      process.stderr.write(`tideflow: ${fs}\n`);
+      return exitWhenFlushed(1);
     }
     process.stderr.write(`tideflow: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
-    process.exit(3);
+    exitWhenFlushed(3);
   },
 );

@@ -1,7 +1,9 @@
 /**
  * The runner's figures (`TIDEFLOW_BENCH=runner`): each measured through the real runner
  * process (dist/runner.js in a temp workspace, spoken to over its WebSocket API with the
- * typed client), beside a baseline measured in this process on the same machine.
+ * typed client), beside a baseline measured in the same run on the same machine. Spawn
+ * baselines come from a minimal Node child process (not this large one), with the bash-loop
+ * floor beside them (see MINIMAL_SPAWNER).
  *
  * 1. a chain of 500 no-op shell tasks vs 500 sequential `sh -c true` spawns;
  * 2. a chain of 500 no-op TS tasks: runner overhead per task;
@@ -127,24 +129,64 @@ function spawnExit(command: string, args: string[]): Promise<number | null> {
   });
 }
 
+/**
+ * The baselines' spawner is a minimal Node process, not this one: fork cost grows with the
+ * parent's size, and this bench process is large (its own spawns took 4–6 ms each where a
+ * small Node process takes 1.5–2.4 ms), which made the runner look as fast as the floor.
+ * The child spawns `n` × `sh -c true`, `width` at a time, and prints the elapsed ms.
+ */
+const MINIMAL_SPAWNER = `
+const { spawn } = require("node:child_process");
+const n = Number(process.argv[1]), width = Number(process.argv[2]);
+const t0 = performance.now();
+let started = 0, done = 0;
+const one = () => {
+  if (started >= n) return;
+  started++;
+  spawn("sh", ["-c", "true"], { stdio: "ignore" }).on("exit", () => {
+    if (++done === n) console.log(performance.now() - t0);
+    else one();
+  });
+};
+for (let i = 0; i < width; i++) one();
+`;
+
+function minimalSpawns(n: number, width: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", MINIMAL_SPAWNER, String(n), String(width)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.once("error", reject);
+    child.once("exit", () => {
+      const ms = Number(out.trim());
+      if (Number.isFinite(ms)) resolve(ms);
+      else reject(new Error(`minimal spawner printed ${JSON.stringify(out)}`));
+    });
+  });
+}
+
 async function sequentialSpawns(n: number): Promise<number> {
-  const start = performance.now();
-  for (let i = 0; i < n; i++) await spawnExit("sh", ["-c", "true"]);
-  return performance.now() - start;
+  return minimalSpawns(n, 1);
 }
 
 async function parallelSpawns(n: number, width: number): Promise<number> {
-  const start = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) {
-        next++;
-        await spawnExit("sh", ["-c", "true"]);
-      }
-    }),
-  );
-  return performance.now() - start;
+  return minimalSpawns(n, width);
+}
+
+/** The floor: `n` sequential `sh -c true` from a bash loop (fork of a small bash, timed inside it). */
+function bashLoopSpawns(n: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const script = 's=$EPOCHREALTIME; for ((i=0;i<$1;i++)); do sh -c true; done; echo "$s $EPOCHREALTIME"';
+    const child = spawn("bash", ["-c", script, "_", String(n)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.once("error", reject);
+    child.once("exit", () => {
+      const [a, b] = out.trim().split(" ").map((x) => Number(x.replace(",", ".")));
+      if (Number.isFinite(a) && Number.isFinite(b)) resolve((b - a) * 1000);
+      else reject(new Error(`bash loop printed ${JSON.stringify(out)}`));
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,6 +409,7 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
   const shellChain = await runToEnd(r, { kind: "test", file: file("shell-chain.flow.ts"), bizdate });
   const spawnsAfter = await sequentialSpawns(N);
   const spawnMs = Math.min(spawnsBefore, spawnsAfter);
+  const floorMs = await bashLoopSpawns(N);
 
   // 2. 500 TS tasks in a chain.
   process.stdout.write("TS chain… ");
@@ -398,10 +441,12 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
       create_ms: r1(shellChain.createMs),
       exec_ms: r1(shellChain.totalMs - shellChain.createMs),
       per_task_ms: r2((shellChain.totalMs - shellChain.createMs) / N),
-      baseline: `${N} × spawn sh -c true, sequential`,
+      baseline: `${N} × spawn sh -c true, sequential, from a minimal Node process`,
       baseline_ms: r1(spawnMs),
       baseline_per_task_ms: r2(spawnMs / N),
       ratio: r2((shellChain.totalMs - shellChain.createMs) / spawnMs),
+      floor_bash_loop_ms: r1(floorMs),
+      floor_per_task_ms: r2(floorMs / N),
     },
     {
       what: `${N} TS tasks, chain`,
@@ -422,14 +467,14 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
       create_ms: r1(backfill.createMs),
       exec_ms: r1(backfill.totalMs - backfill.createMs),
       per_task_ms: r2((backfill.totalMs - backfill.createMs) / DAYS),
-      baseline: `${DAYS} × spawn sh -c true, 8 at a time`,
+      baseline: `${DAYS} × spawn sh -c true, 8 at a time, from a minimal Node process`,
       baseline_ms: r1(parMs),
       baseline_per_task_ms: r2(parMs / DAYS),
       ratio: r2((backfill.totalMs - backfill.createMs) / parMs),
     },
   ];
   for (const row of shellRow) h.addRow({ bench: "runner runs", ...row });
-  h.printTable("Runs through the real runner (runner_ms: runs.create request → run.state end record; exec_ms: its answer → the end record; after a warm-up run) vs spawns from the bench process (best of before/after)", shellRow);
+  h.printTable("Runs through the real runner (runner_ms: runs.create request → run.state end record; exec_ms: its answer → the end record; after a warm-up run) vs spawns from a minimal Node process (best of before/after), and the floor: the same spawns from a bash loop", shellRow);
   for (const row of loud) h.addRow({ bench: "runner logs", ...row });
   h.printTable(`A task printing ${LINES.toLocaleString("en")} lines (from the loud task's running record to the later of the run's end record and the client having every line) vs the command redirected to a file`, loud);
 
