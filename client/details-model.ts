@@ -168,6 +168,7 @@ function attemptCause(ti: TaskInstance, a: Attempt): string {
 
 function attemptOutcome(ti: TaskInstance, a: Attempt): string {
   if (a.endedAt === undefined) {
+    if (a.killRequestedAt !== undefined) return `kill requested${a.killRequestedBy ? ` by ${a.killRequestedBy}` : ""}; being killed`;
     if (a.timedOutAt !== undefined) return "timed out; being killed";
     if (ti.state === "killed") return "being killed";
     return a.pid === undefined ? "starting" : "running";

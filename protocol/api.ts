@@ -28,6 +28,8 @@ import type { EngineRecord, Run, RunKind, RunOrder, RunState, RunSummary, TaskSt
  *   `instances` lists some cyctimes to pick from.
  * - `wrong-state`: the operation is not allowed from the task's state; `state` is the
  *   state, `allowed` the states it is allowed from.
+ * - `kill-pending`: the task's attempt is being killed already; it becomes `killed` when
+ *   its processes are gone.
  * - `nothing-to-do`: a batch operation found no task instance it applies to.
  * - `no-log`: the task has no attempt yet, or not that attempt; `state` is the task
  *   instance's state (a follower waits while it is not_run, waiting or paused).
@@ -49,6 +51,7 @@ export type ApiErrorCode =
   | "no-task"
   | "ambiguous-instance"
   | "wrong-state"
+  | "kill-pending"
   | "nothing-to-do"
   | "no-log"
   | "file-not-found"
@@ -127,9 +130,19 @@ export interface RerunDownstreamParams extends Target {
 /** What an operation did. */
 export interface OperateResult {
   runId: string;
-  /** One line per task instance changed, e.g. "load on 2026-11-19: failed → not_run". */
+  /**
+   * One line per task instance changed, e.g. "load on 2026-11-19: failed → not_run", at
+   * most `CHANGED_LINES_MAX` of them; `total` counts them all.
+   */
   changed: string[];
+  /** Task instances changed (and, for a kill, attempts asked to end). */
+  total: number;
+  /** Changes by kind: "waiting → killed", "running: being killed", "instance queued → finished"… */
+  counts: Record<string, number>;
 }
+
+/** The most `changed` lines an OperateResult carries; a batch on a big run is summarised by `counts`. */
+export const CHANGED_LINES_MAX = 50;
 
 export interface LogsReadParams extends Target {
   task: string;
@@ -196,8 +209,27 @@ export interface RunnerStatus {
   runningRuns: number;
   /** Attempts whose processes run now. */
   activeAttempts: number;
-  journal: { records: number; bytes: number };
+  journal: {
+    records: number;
+    bytes: number;
+    /**
+     * Set when this runner found its journal damaged at start (not for a torn last
+     * record, which is normal after a crash): `records` unreadable lines were dropped
+     * (`bytes` in all), `notApplied` readable records no longer fitted and were skipped,
+     * the original file is kept as `keptAs`; `at` is when it was found.
+     */
+    damage?: JournalDamage;
+  };
   clients: number;
+}
+
+/** What a runner found damaged in its journal at start (docs/runner-journal.md). */
+export interface JournalDamage {
+  records: number;
+  bytes: number;
+  notApplied: number;
+  keptAs?: string;
+  at: number;
 }
 
 /** Every request: its params and its result. */

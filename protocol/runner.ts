@@ -149,7 +149,12 @@ export interface TaskInstance {
   after?: string[];
 }
 
-export type AttemptCause = "scheduler" | "retry";
+/**
+ * `retry`: an automatic retry after a failure (it consumes one of `retries`); `recovery`:
+ * a failover attempt after the runner lost the previous one (stopped with the runner, or
+ * gone with no known exit after a crash), which does not.
+ */
+export type AttemptCause = "scheduler" | "retry" | "recovery";
 
 export interface Attempt {
   /** 1-based, across the task instance's whole life (operator reruns continue it). */
@@ -165,6 +170,13 @@ export interface Attempt {
   pid?: number;
   /** When the engine asked the executor to kill it for passing its deadline. */
   timedOutAt?: number;
+  /**
+   * When an operator asked for it to be killed. The task stays `running` (shown as being
+   * killed) until the attempt's processes are gone; then it becomes `killed`.
+   */
+  killRequestedAt?: number;
+  /** Who asked, for the `killed` history entry. */
+  killRequestedBy?: string;
   endedAt?: number;
   exitCode?: number;
   signal?: string;
@@ -291,6 +303,16 @@ export interface AttemptTimedOutRecord extends TaskRecordBase {
   attempt: number;
 }
 
+/**
+ * An operator asked for the attempt to be killed (`kill`, `kill <run>`); the task becomes
+ * `killed` when the attempt's processes are gone, not before (SPEC §3).
+ */
+export interface AttemptKillRequestedRecord extends TaskRecordBase {
+  type: "attempt.kill-requested";
+  attempt: number;
+  by?: string;
+}
+
 /** The attempt's process ended (or is known to be gone, after a runner restart). */
 export interface AttemptEndedRecord extends TaskRecordBase {
   type: "attempt.ended";
@@ -316,6 +338,7 @@ export type EngineRecord =
   | AttemptStartedRecord
   | AttemptProcessRecord
   | AttemptTimedOutRecord
+  | AttemptKillRequestedRecord
   | AttemptEndedRecord
   | TaskRetryScheduledRecord;
 
@@ -383,7 +406,7 @@ export interface Decision {
  * - `invalid-spec`: the run spec does not fit the workflow, or the chosen tasks do not fit
  *   the run (a task that is not downstream).
  */
-export type RefusalCode = "no-run" | "no-instance" | "no-task" | "no-log" | "wrong-state" | "nothing-to-do" | "invalid-spec";
+export type RefusalCode = "no-run" | "no-instance" | "no-task" | "no-log" | "wrong-state" | "kill-pending" | "nothing-to-do" | "invalid-spec";
 
 /** A refused decision: nothing changed. `reason` is for a person, `code` for a program. */
 export interface Refusal {
@@ -406,6 +429,11 @@ export interface AttemptExit {
   signal?: string;
   /** The executor's own failure (spawn failed, bundle failed); the attempt fails. */
   error?: string;
+  /**
+   * The runner ended it because the runner is stopping (not the task's fault): the task
+   * runs again, as a failover attempt, when a runner starts.
+   */
+  interrupted?: boolean;
 }
 
 /** A task instance addressed by an operation. */

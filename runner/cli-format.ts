@@ -3,7 +3,7 @@
  * plan of a `--dry-run`.
  */
 import { relative } from "node:path";
-import type { RunPlan } from "../protocol/api";
+import type { OperateResult, RunnerStatus, RunPlan } from "../protocol/api";
 import type { Attempt, Run, RunSummary, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
 
 /** SPEC §4's `--json` shape: the run, its workflow instances and their task instances. */
@@ -111,7 +111,11 @@ function taskLine(t: TaskInstance, now: number): string[] {
   const outcome = !last
     ? ""
     : last.endedAt === undefined
-      ? "running"
+      ? last.killRequestedAt !== undefined
+        ? "being killed"
+        : last.timedOutAt !== undefined
+          ? "timed out, being killed"
+          : "running"
       : last.error ?? (last.signal ? `signal ${last.signal}` : `exit ${last.exitCode}`);
   const lastChange = t.history[t.history.length - 1];
   const setByHand = t.state === "success" && lastChange?.cause === "operator" && lastChange.from !== "running";
@@ -232,4 +236,43 @@ export function formatRunSummary(run: Run, summary: RunSummary, sections: StateS
   }
   out += `\nevery instance: \`tideflow show ${run.id} --all\`; one: \`tideflow show ${run.id} --date D\`\n`;
   return out;
+}
+
+/** `tideflow runner status`: the runner, its runs and its journal, and any damage found in it. */
+export function formatRunnerStatus(s: RunnerStatus, now = Date.now()): string {
+  const warning = journalDamageWarning(s);
+  return (
+    `runner pid ${s.pid} on 127.0.0.1:${s.port} for ${s.workspace}, up ${Math.round((now - s.startedAt) / 1000)} s\n` +
+    `${s.runs} run(s), ${s.runningRuns} running, ${s.activeAttempts} attempt(s) running; journal ${s.journal.records} records, ${(s.journal.bytes / 1024).toFixed(0)} KiB\n` +
+    (warning ? `${warning}\n` : "")
+  );
+}
+
+/**
+ * The one line a command prints on stderr when the runner found its journal damaged at
+ * start, or undefined: what was lost and where the original file is.
+ */
+export function journalDamageWarning(s: RunnerStatus): string | undefined {
+  const d = s.journal.damage;
+  if (!d) return undefined;
+  const lost = `${d.records} record${d.records === 1 ? "" : "s"} (${d.bytes} bytes)`;
+  const skipped = d.notApplied > 0 ? `, ${d.notApplied} later record${d.notApplied === 1 ? "" : "s"} no longer applied` : "";
+  return (
+    `warning: the runner's journal was damaged (found ${localTime(d.at)}): ${lost} unreadable and dropped${skipped}; ` +
+    `the runs may miss those changes${d.keptAs ? `; the original is kept as ${d.keptAs}` : ""}`
+  );
+}
+
+/** The most changes `formatOperateResult` lists one per line; more are summarised by kind. */
+const OPERATE_LINES_SHOWN = 20;
+
+/**
+ * An operation's answer: a line per change, or, for a batch on a big run, the counts by
+ * kind and the first few lines.
+ */
+export function formatOperateResult(r: OperateResult): string {
+  if (r.total <= OPERATE_LINES_SHOWN) return `${r.changed.map((c) => `${r.runId}: ${c}`).join("\n")}\n`;
+  const kinds = Object.entries(r.counts).map(([kind, n]) => `  ${n.toLocaleString("en-US")}  ${kind}`);
+  const first = r.changed.slice(0, 5).map((c) => `  ${c}`);
+  return `${r.runId}: ${r.total.toLocaleString("en-US")} changes\n${kinds.join("\n")}\nfirst ${first.length}:\n${first.join("\n")}\n`;
 }

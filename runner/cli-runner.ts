@@ -13,7 +13,7 @@ import type { Run, RunState, RunSummary, TaskState } from "../protocol/runner";
 import { TASK_STATES, TERMINAL_TASK_STATES } from "../protocol/runner";
 import { connectRunning, ensureRunner, RunnerError, type RunnerClient } from "../common/runner-client";
 import { processAlive } from "./exec/process-tree";
-import { formatPlan, formatRun, formatRunSummary, formatRuns, localTime, runDocument, type StateSection } from "./cli-format";
+import { formatOperateResult, formatRunnerStatus, journalDamageWarning, formatPlan, formatRun, formatRunSummary, formatRuns, localTime, runDocument, type StateSection } from "./cli-format";
 import { didYouMean, UsageError, type Args } from "./cli/args";
 import { workspaceOf } from "./cli/workspace";
 
@@ -44,8 +44,17 @@ async function attach(workspace: string): Promise<RunnerClient> {
 /** The runner of a command that acts, started in the background when none runs. */
 async function connect(workspace: string): Promise<RunnerClient> {
   const { client, started } = await ensureRunner(workspace, runnerPath());
-  if (started) process.stderr.write(`tideflow: started the runner (pid ${client.info.pid}) for ${workspace}\n`);
+  if (started) {
+    process.stderr.write(`tideflow: started the runner (pid ${client.info.pid}) for ${workspace}\n`);
+    await warnOfDamage(client);
+  }
   return client;
+}
+
+/** A runner that just started says on stderr when it found its journal damaged. */
+async function warnOfDamage(client: RunnerClient): Promise<void> {
+  const warning = journalDamageWarning(await client.request("runner.status", {}));
+  if (warning) process.stderr.write(`tideflow: ${warning}\n`);
 }
 
 /** dist/runner.js, beside this bundle. */
@@ -311,7 +320,7 @@ export async function operate(op: TaskOperation, a: Args): Promise<number> {
       ...(a.positionals[1] ? { task: a.positionals[1] } : {}),
       ...(date ? { date } : {}),
     });
-    process.stdout.write(a.flag("json") ? `${JSON.stringify(result, null, 2)}\n` : `${result.changed.map((c) => `${result.runId}: ${c}`).join("\n")}\n`);
+    process.stdout.write(a.flag("json") ? `${JSON.stringify(result, null, 2)}\n` : formatOperateResult(result));
     return 0;
   } finally {
     client.close();
@@ -330,7 +339,7 @@ export async function rerunDownstream(a: Args): Promise<number> {
       ...(only ? { only } : {}),
       ...(date ? { date } : {}),
     });
-    process.stdout.write(a.flag("json") ? `${JSON.stringify(result, null, 2)}\n` : `${result.changed.map((c) => `${result.runId}: ${c}`).join("\n")}\n`);
+    process.stdout.write(a.flag("json") ? `${JSON.stringify(result, null, 2)}\n` : formatOperateResult(result));
     return 0;
   } finally {
     client.close();
@@ -350,6 +359,7 @@ export async function runnerCommand(a: Args): Promise<number> {
   if (sub === "start") {
     const { client, started } = await ensureRunner(workspace, runnerPath());
     const { pid, port } = client.info;
+    if (started) await warnOfDamage(client);
     client.close();
     process.stdout.write(`${started ? "started" : "already running"}: runner pid ${pid} on 127.0.0.1:${port} for ${workspace}\n`);
     return 0;
@@ -363,12 +373,7 @@ export async function runnerCommand(a: Args): Promise<number> {
     if (sub === "status") {
       const s = await client.request("runner.status", {});
       if (json) process.stdout.write(`${JSON.stringify({ running: true, ...s }, null, 2)}\n`);
-      else {
-        process.stdout.write(
-          `runner pid ${s.pid} on 127.0.0.1:${s.port} for ${s.workspace}, up ${Math.round((Date.now() - s.startedAt) / 1000)} s\n` +
-            `${s.runs} run(s), ${s.runningRuns} running, ${s.activeAttempts} attempt(s) running; journal ${s.journal.records} records, ${(s.journal.bytes / 1024).toFixed(0)} KiB\n`,
-        );
-      }
+      else process.stdout.write(formatRunnerStatus(s));
       return 0;
     }
     const pid = client.info.pid;

@@ -12,12 +12,13 @@
  * runs carry on.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type {
   CreateRunParams,
   InstancesPage,
   InstancesPageParams,
+  JournalDamage,
   LogsReadParams,
   LogsReadResult,
   OperateParams,
@@ -29,6 +30,7 @@ import type {
   Target,
   TaskOperation,
 } from "../protocol/api";
+import { CHANGED_LINES_MAX } from "../protocol/api";
 import type { WorkflowModel } from "../protocol/model";
 import type { Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../server/analyze-client";
@@ -38,7 +40,7 @@ import { bundleWorkflow } from "./exec/bundle";
 import { Executor } from "./exec/executor";
 import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";
 import { Journal } from "./journal";
-import { LogStore } from "./logs";
+import { LogStore, tightenStateDir } from "./logs";
 
 export const VERSION = "0.1.0";
 
@@ -69,6 +71,8 @@ export class Runner {
   private logs!: LogStore;
   private api!: ApiServer;
   private analyzer!: AnalyzerProcess;
+  /** What was found damaged in the journal at start (runner.status tells it). */
+  private journalDamage: JournalDamage | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt: number | undefined;
   private recordClients = new Set<ApiClient>();
@@ -94,20 +98,57 @@ export class Runner {
 
   private async init(): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-    mkdirSync(join(this.stateDir, "bundles"), { recursive: true });
+    for (const line of tightenStateDir(this.stateDir)) this.log(line); // a .tideflow/ others could read
+    mkdirSync(join(this.stateDir, "bundles"), { recursive: true, mode: 0o700 });
     this.lock();
 
     const t0 = performance.now();
-    const opened = Journal.open(join(this.stateDir, "journal"), { sync: this.options.sync });
+    const journalPath = join(this.stateDir, "journal");
+    const crashAt = Number(process.env.TIDEFLOW_TEST_JOURNAL_CRASH_AT) || undefined;
+    const compactMinBytes = Number(process.env.TIDEFLOW_TEST_JOURNAL_COMPACT_BYTES) || undefined;
+    const opened = Journal.open(journalPath, { sync: this.options.sync, crashAt, compactMinBytes });
     this.journal = opened.journal;
     if (opened.dropped) {
       this.log(`journal: dropped ${opened.dropped.bytes} byte(s): ${opened.dropped.reason}${opened.dropped.keptAs ? `; the original is kept as ${opened.dropped.keptAs}` : ""}`);
     }
-    try {
-      this.engine = Engine.replay(opened.records);
-    } catch (e) {
-      throw new Error(`cannot replay ${join(this.stateDir, "journal")}: ${e instanceof Error ? e.message : String(e)}`);
+    // Damage costs only what it hit (docs/runner-journal.md): unreadable lines are skipped,
+    // records that no longer fit are applied as far as they tell the truth or skipped.
+    const restored = Engine.restore(opened.snapshot, opened.records);
+    this.engine = restored.engine;
+    // Run ids stay taken by anything that names them: skipped records (restore), the
+    // unreadable lines' text, log folders (`logs/<runId>@<cyctime>/`) and bundles.
+    for (const line of opened.damage?.lines ?? []) for (const m of line.matchAll(/run-(\d+)/g)) this.engine.reserveRunIds(Number(m[1]));
+    for (const dir of ["logs", "bundles"]) {
+      let names: string[] = [];
+      try {
+        names = readdirSync(join(this.stateDir, dir));
+      } catch {
+        // none yet
+      }
+      for (const name of names) {
+        const m = /^run-(\d+)(?:[@.]|$)/.exec(name);
+        if (m) this.engine.reserveRunIds(Number(m[1]));
+      }
     }
+    if (opened.damage || restored.notApplied > 0) {
+      this.journalDamage = {
+        records: opened.damage?.records ?? 0,
+        bytes: opened.damage?.bytes ?? 0,
+        notApplied: restored.notApplied,
+        ...(opened.damage ? { keptAs: opened.damage.keptAs } : {}),
+        at: Date.now(),
+      };
+      this.log(
+        `journal: ${journalPath} was damaged: ${this.journalDamage.records} unreadable record(s) (${this.journalDamage.bytes} bytes) dropped` +
+          `${opened.damage ? ` (${opened.damage.reasons.join("; ")})` : ""}, ${restored.notApplied} record(s) no longer applied, ${restored.adjusted} applied from another state` +
+          `${opened.damage ? `; the original is kept as ${opened.damage.keptAs}` : ""}`,
+      );
+      for (const p of restored.problems) this.log(`journal: not applied: ${p}`);
+    } else if (restored.adjusted > 0) {
+      this.log(`journal: ${restored.adjusted} record(s) applied from another state than they name (see docs/runner-journal.md)`);
+    }
+    // (A failed commit stops the runner and says why itself.)
+    if (this.journalDamage) this.commit(this.engine.closeLostAttemptEnds(Date.now())).catch(() => undefined);
     this.logs = new LogStore(this.stateDir);
     this.analyzer = new AnalyzerProcess(this.options.analyzerPath ?? join(__dirname, "analyze.js"));
     this.executor = new Executor({
@@ -130,7 +171,13 @@ export class Runner {
     await this.endLeftovers();
     const recovered = this.engine.recover(Date.now());
     this.commit(recovered);
-    this.log(`journal: ${opened.records.length} record(s) replayed in ${(performance.now() - t0).toFixed(0)} ms`);
+    this.journal.setSnapshotSource(() => this.engine.snapshotEntries());
+    if (this.journalDamage) {
+      this.commit(this.engine.settleLostTransitions(Date.now())).catch(() => undefined);
+      // The journal as recovered, without what could not be applied any more.
+      await this.journal.compact();
+    }
+    this.log(`journal: ${opened.snapshot.length > 0 ? `a snapshot of ${opened.snapshot.length} entries and ` : ""}${opened.records.length} record(s) replayed in ${(performance.now() - t0).toFixed(0)} ms`);
 
     const token = randomBytes(32).toString("hex");
     this.api = await startApiServer(token, this.handler(), this.log);
@@ -306,7 +353,7 @@ export class Runner {
       runs: runs.length,
       runningRuns: runs.filter((r) => r.state === "running").length,
       activeAttempts: this.executor.active(),
-      journal: { records: this.journal.length, bytes: this.journal.size },
+      journal: { records: this.journal.length, bytes: this.journal.size, ...(this.journalDamage ? { damage: this.journalDamage } : {}) },
       clients: this.api.clients.size,
     };
   }
@@ -382,7 +429,9 @@ export class Runner {
     }
     if (pending) renameSync(pending, join(this.stateDir, "bundles", `${r.runId}.cjs`));
     await this.commit(r);
-    return this.engine.getRun(r.runId)!;
+    // The live run, not a copy: the API serializes the answer at once (no I/O in between),
+    // and a copy of a 100,000-instance run cost the answer half a second.
+    return this.engine.viewRun(r.runId) as Run;
   }
 
   /** What createRun would create, through the engine's own planning; nothing is bundled, recorded or numbered. */
@@ -460,54 +509,80 @@ export class Runner {
   async operate(p: OperateParams): Promise<OperateResult> {
     const run = this.runOf(p.run);
     const op = SINGLE_OPERATIONS[p.op];
-    const records: EngineRecord[] = [];
     if (p.task !== undefined) {
       const inst = this.oneInstance(run, p, p.task);
-      records.push(...(await this.settle(this.engine[op]({ instanceId: inst.id, task: p.task }, Date.now(), p.by))));
-      return { runId: run.id, changed: this.describeChanges(records) };
+      return this.describeChanges(run.id, await this.settle(this.engine[op]({ instanceId: inst.id, task: p.task }, Date.now(), p.by)));
     }
-    // Batch forms on the run, or on the instances of --date.
+    // Batch forms on the run, or on the instances of --date: one engine decision per
+    // scope (each applied in memory at once), one journal batch for all of them.
     const instances = this.instancesOf(run, p.date);
+    const decisions: Decision[] = [];
+    const refusals: Refusal[] = [];
+    const now = Date.now();
     if (p.op === "kill" || p.op === "rerun") {
       const scopes = p.date === undefined ? [{ runId: run.id }] : instances.map((i) => ({ runId: run.id, instanceId: i.id }));
-      const refusals: Refusal[] = [];
       for (const scope of scopes) {
-        const r = p.op === "kill" ? this.engine.killRun(scope, Date.now(), p.by) : this.engine.rerunFailed(scope, Date.now(), p.by);
-        if (r.ok) records.push(...(await this.settle(r)));
+        const r = p.op === "kill" ? this.engine.killRun(scope, now, p.by) : this.engine.rerunFailed(scope, now, p.by);
+        if (r.ok) decisions.push(r);
         else refusals.push(r);
       }
-      if (records.length === 0) throw refusals[0] ? refused(refusals[0]) : new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}`);
-      return { runId: run.id, changed: this.describeChanges(records) };
-    }
-    // set-success, pause, resume: the operation on every task instance it is allowed on.
-    const allowed = OPERATION_FROM[op];
-    for (const inst of instances) {
-      for (const ti of inst.tasks.filter((t: TaskInstance) => allowed.includes(t.state))) {
-        const r = this.engine[op]({ instanceId: inst.id, task: ti.task }, Date.now(), p.by);
-        if (r.ok) records.push(...(await this.settle(r)));
+    } else {
+      // set-success, pause, resume: the operation on every task instance it is allowed on.
+      const allowed = OPERATION_FROM[op];
+      for (const inst of instances) {
+        for (const ti of inst.tasks.filter((t: TaskInstance) => allowed.includes(t.state))) {
+          const r = this.engine[op]({ instanceId: inst.id, task: ti.task }, now, p.by);
+          if (r.ok) decisions.push(r);
+        }
+      }
+      if (decisions.length === 0) {
+        throw new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${allowed.join(" or ")}`);
       }
     }
-    if (records.length === 0) {
-      throw new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${allowed.join(" or ")}`);
-    }
-    return { runId: run.id, changed: this.describeChanges(records) };
+    if (decisions.length === 0) throw refusals[0] ? refused(refusals[0]) : new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}`);
+    const merged: Decision = { records: decisions.flatMap((d) => d.records), effects: decisions.flatMap((d) => d.effects) };
+    await this.commit(merged);
+    return this.describeChanges(run.id, merged.records);
   }
 
   async rerunDownstream(p: RerunDownstreamParams): Promise<OperateResult> {
     const run = this.runOf(p.run);
     const inst = this.oneInstance(run, p, p.task);
     const r = this.engine.rerunDownstream({ instanceId: inst.id, task: p.task }, p.only && p.only.length > 0 ? p.only : "all", Date.now(), p.by);
-    return { runId: run.id, changed: this.describeChanges(await this.settle(r)) };
+    return this.describeChanges(run.id, await this.settle(r));
   }
 
-  private describeChanges(records: EngineRecord[]): string[] {
-    const out: string[] = [];
+  /**
+   * What an operation changed, for a person: a line per task instance (the first
+   * CHANGED_LINES_MAX), and counts by kind, which is what a batch on a big run prints.
+   * A task named on a bizdate with several instances is named by its cyctime too.
+   */
+  private describeChanges(runId: string, records: EngineRecord[]): OperateResult {
+    const changed: string[] = [];
+    const counts: Record<string, number> = {};
+    let total = 0;
+    const add = (kind: string, line: () => string) => {
+      counts[kind] = (counts[kind] ?? 0) + 1;
+      total++;
+      if (changed.length < CHANGED_LINES_MAX) changed.push(line());
+    };
+    const where = (instanceId: string) => {
+      const inst = this.engine.viewInstance(instanceId);
+      if (!inst) return instanceId;
+      return this.engine.findInstances(runId, inst.bizdate).length > 1 ? `${inst.bizdate} (cyctime ${inst.cyctime})` : inst.bizdate;
+    };
     for (const r of records) {
-      if (r.type !== "task.state") continue;
-      const inst = this.engine.getInstance(r.instanceId);
-      out.push(`${r.task} on ${inst?.bizdate ?? r.instanceId}: ${r.from} → ${r.to}`);
+      if (r.type === "task.state" && r.cause === "operator") add(`${r.from} → ${r.to}`, () => `${r.task} on ${where(r.instanceId)}: ${r.from} → ${r.to}`);
+      else if (r.type === "attempt.kill-requested") {
+        add("running: being killed", () => `${r.task} on ${where(r.instanceId)}: running, attempt ${r.attempt} being killed (killed once its processes are gone)`);
+      } else if (r.type === "instance.state" && r.from === "queued" && r.to === "finished") {
+        add("workflow instance cancelled", () => `the workflow instance on ${where(r.instanceId)}: not started, cancelled`);
+      } else if (r.type === "instance.state" && r.from === "finished" && r.to === "queued") {
+        const inst = this.engine.viewInstance(r.instanceId);
+        if (inst?.tasks.every((t) => t.attempts.length === 0)) add("workflow instance queued again", () => `the workflow instance on ${where(r.instanceId)}: queued again`);
+      }
     }
-    return out;
+    return { runId, changed, total, counts };
   }
 
   async readLog(p: LogsReadParams): Promise<LogsReadResult> {
@@ -536,6 +611,9 @@ export class Runner {
   stop(code = 0): Promise<void> {
     this.stopping ??= (async () => {
       this.log("stopping");
+      // Nothing starts from here on: the attempts ended by the stop go back to waiting
+      // (journaled as ended by the stop) and run again when a runner starts.
+      this.engine?.halt();
       if (this.wakeTimer) clearTimeout(this.wakeTimer);
       this.api?.broadcast({ event: "stopping" });
       this.analyzer?.close();

@@ -48,6 +48,59 @@ export interface LogFilter {
  */
 export type LogListener = (key: AttemptKey, text: string, end: number) => void;
 
+/**
+ * Modes of everything under `.tideflow/`: the owner's only (logs hold whatever tasks print).
+ * The umask can only narrow them.
+ */
+export const PRIVATE_FILE_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
+
+/**
+ * At runner start: makes a `.tideflow/` that is reachable by others (made by hand, or by an
+ * older runner under an existing folder) private again — the folder itself, and, once,
+ * everything in it (later starts find the folder 0700 and look no further). Returns what
+ * it did, for the runner's log; nothing when there was nothing to do.
+ */
+export function tightenStateDir(stateDir: string): string[] {
+  let mode: number;
+  try {
+    mode = fs.statSync(stateDir).mode & 0o777;
+  } catch {
+    return [];
+  }
+  if ((mode & 0o077) === 0) return [];
+  let count = 0;
+  const failed: string[] = [];
+  const tighten = (path: string, dir: boolean): void => {
+    try {
+      fs.chmodSync(path, dir ? PRIVATE_DIR_MODE : PRIVATE_FILE_MODE);
+      count++;
+    } catch (e) {
+      failed.push(`${path}: ${(e as Error).message}`);
+    }
+  };
+  tighten(stateDir, true);
+  const walk = (dir: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (e) {
+      failed.push(`${dir}: ${(e as Error).message}`);
+      return;
+    }
+    for (const e of entries) {
+      if (e.isSymbolicLink()) continue; // chmod would follow it out of .tideflow/
+      const path = join(dir, e.name);
+      tighten(path, e.isDirectory());
+      if (e.isDirectory()) walk(path);
+    }
+  };
+  walk(stateDir);
+  const lines = [`tightened ${stateDir} to 0700 (it was ${mode.toString(8).padStart(4, "0")}) and ${count - 1} entr${count - 1 === 1 ? "y" : "ies"} in it to 0700/0600: the runner's state and logs are private`];
+  if (failed.length > 0) lines.push(`could not tighten ${failed.length} entr${failed.length === 1 ? "y" : "ies"}: ${failed.slice(0, 5).join("; ")}`);
+  return lines;
+}
+
 /** Bytes waiting for the disk above which `write`/`chunk` ask the producer to pause. */
 export const HIGH_WATER = 4 * 1024 * 1024;
 /** `drained()` resolves once the backlog is at or below this. */
@@ -170,7 +223,7 @@ export class LogStore {
   ensureDir(dir: string): Promise<void> {
     let made = this.dirs.get(dir);
     if (!made) {
-      made = fs.promises.mkdir(dir, { recursive: true }).then(() => undefined);
+      made = fs.promises.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }).then(() => undefined);
       made.catch(() => this.dirs.delete(dir)); // let a later attempt try again
       this.dirs.set(dir, made);
     }
@@ -267,10 +320,10 @@ export class AttemptLog {
       if (this.closing) this.flush();
       else this.schedule();
     };
-    fs.open(this.path, "wx", (err, fd) => {
+    fs.open(this.path, "wx", PRIVATE_FILE_MODE, (err, fd) => {
       if (!err) return opened(fd, 0);
       if (err.code !== "EEXIST") return this.fail(err);
-      fs.open(this.path, "a", (appendErr, appendFd) => {
+      fs.open(this.path, "a", PRIVATE_FILE_MODE, (appendErr, appendFd) => {
         if (appendErr) return this.fail(appendErr);
         fs.fstat(appendFd, (statErr, stat) => {
           if (statErr) {

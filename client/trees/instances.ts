@@ -336,6 +336,7 @@ export function describeTask(ti: Readonly<TaskInstance>, now = Date.now()): { de
     parts.push(elapsed((last.endedAt ?? now) - last.startedAt));
     if (last.exitCode !== undefined && last.exitCode !== 0) parts.push(`exit ${last.exitCode}`);
     else if (last.signal) parts.push(last.signal);
+    if (last.endedAt === undefined && last.killRequestedAt !== undefined) parts.push("being killed");
   }
   if (ti.retryAt !== undefined && ti.state === "waiting") parts.push(`retry at ${localTime(ti.retryAt).slice(11)}`);
   return { description: parts.join(" · "), spoken: parts.join(", ") };
@@ -343,11 +344,11 @@ export function describeTask(ti: Readonly<TaskInstance>, now = Date.now()): { de
 
 /**
  * What the batch operations can act on, as `contextValue` suffixes for the menus:
- * `.killable` (kill run: some task not_run, waiting, running or paused), `.rerunnable`
- * (rerun failed: some task failed or killed).
+ * `.killable` (kill run: some task waiting or running), `.rerunnable` (rerun failed: some
+ * task failed or killed).
  */
 function batchFlags(counts: Record<TaskState, number>): string {
-  const killable = counts.not_run + counts.waiting + counts.running + counts.paused > 0;
+  const killable = counts.waiting + counts.running > 0;
   const rerunnable = counts.failed + counts.killed > 0;
   return `${killable ? ".killable" : ""}${rerunnable ? ".rerunnable" : ""}`;
 }

@@ -9,15 +9,18 @@
  * Speed: cron-parser with a `tz` costs 0.2–0.7 ms per fire time (it converts through the
  * zone at every step), so a
  * three-year daily backfill would take about a second. Instead the schedule is iterated
- * on wall-clock time (cron-parser in UTC, several times faster) and each wall time is
- * turned into an instant with the zone's offset, which is constant away from offset
- * transitions. Within two days of a transition the zone-aware cron-parser decides, so
- * DST gaps and overlaps behave exactly as cron-parser (and the hover's `nextFireTimes`)
- * say: Europe/Berlin's `30 2 * * *` fires at 03:30 on the spring-forward day, an hourly
+ * on wall-clock time (cron-parser in UTC, one step per firing day; the times within a day
+ * come from the time fields, see `wallTimes`) and each wall time is turned into an
+ * instant with the zone's offset, which is constant away from offset transitions; the
+ * instance's bizdate and cyctime then come from the wall time without asking the zone.
+ * A 3-year hourly backfill (26,304 instances) plans in about 0.15 s (was 2 s).
+ * Within two days of a transition the zone-aware cron-parser decides, so DST gaps and
+ * overlaps behave exactly as cron-parser (and the hover's `nextFireTimes`) say:
+ * Europe/Berlin's `30 2 * * *` fires at 03:30 on the spring-forward day, an hourly
  * schedule fires 23 times that day and 25 times on the fall-back day.
  */
-import { CronExpressionParser } from "cron-parser";
-import { checkCron, isoWithOffset, isTimeZone, previousDay, wallClock } from "../cron";
+import { CronExpression, CronExpressionParser, CronFieldCollection } from "cron-parser";
+import { checkCron, isoWithOffset, isTimeZone, wallClock } from "../cron";
 
 export interface InstanceTime {
   bizdate: string;
@@ -60,8 +63,13 @@ export function zonedDate(t: number, timezone: string | undefined): string {
 }
 
 function instanceAt(t: number, timezone: string | undefined): InstanceTime {
-  const wall = wallClock(t, timezone);
-  return { bizdate: previousDay(new Date(wall).toISOString().slice(0, 10)), cyctime: isoWithOffset(wall, wall - Math.floor(t / 1000) * 1000) };
+  return instanceOfWall(t, wallClock(t, timezone));
+}
+
+/** The instance of instant `t` whose wall-clock time in the zone is `wall` (known without asking the zone). */
+function instanceOfWall(t: number, wall: number): InstanceTime {
+  const day = wall - (((wall % DAY_MS) + DAY_MS) % DAY_MS);
+  return { bizdate: new Date(day - DAY_MS).toISOString().slice(0, 10), cyctime: isoWithOffset(wall, wall - Math.floor(t / 1000) * 1000) };
 }
 
 /**
@@ -165,9 +173,17 @@ function wallFires(schedule: string, timezone: string | undefined, start: number
 
 /**
  * Fire times (ascending instants) whose date in the zone is in [firstDay, lastDay]; at most
- * `limit + 1` of them (more than `limit` means "too many").
+ * `limit + 1` of them (more than `limit` means "too many"). `walls` gets the wall-clock
+ * time of the fire times it knows without asking the zone again (those outside the windows).
  */
-function fireTimes(schedule: string, timezone: string | undefined, firstDay: string, lastDay: string, limit: number): number[] {
+function fireTimes(
+  schedule: string,
+  timezone: string | undefined,
+  firstDay: string,
+  lastDay: string,
+  limit: number,
+  walls?: Map<number, number>,
+): number[] {
   const start = startOfDay(firstDay, timezone);
   const end = startOfDay(addDays(lastDay, 1), timezone);
   // Windows of two days either side of each transition: cron-parser's own zone handling decides there.
@@ -196,28 +212,63 @@ function fireTimes(schedule: string, timezone: string | undefined, firstDay: str
   // offset read 14 h or less from that instant, hence (outside the windows) equal to it.
   const wallStart = Date.parse(`${firstDay}T00:00:00Z`);
   const wallEnd = Date.parse(`${addDays(lastDay, 1)}T00:00:00Z`);
-  const it = CronExpressionParser.parse(schedule, { tz: "UTC", currentDate: new Date(wallStart - 1000), endDate: new Date(wallEnd) });
-  // (UTC has no DST, so cron-parser's loop limit here means the expression never fires.)
   let lastOffset: number | undefined;
   let lastOffsetAt = Number.NEGATIVE_INFINITY;
-  while (out.length <= limit) {
-    let wall: number;
-    try {
-      wall = it.next().getTime();
-    } catch (e) {
-      if (e instanceof Error && /time span|loop limit/i.test(e.message)) break;
-      throw e;
-    }
-    if (wall >= wallEnd) break;
+  for (const wall of wallTimes(schedule, wallStart, wallEnd)) {
+    if (out.length > limit) break;
     // The offset is constant between windows: re-read it at most once a day of wall time.
     if (lastOffset === undefined || wall - lastOffsetAt >= DAY_MS || inWindow(wall - lastOffset)) {
       lastOffset = offsetAt(wall - offsetAt(wall, timezone), timezone);
       lastOffsetAt = wall;
     }
     const t = wall - lastOffset;
-    if (t >= start && t < end && !inWindow(t)) out.push(t);
+    if (t >= start && t < end && !inWindow(t)) {
+      out.push(t);
+      walls?.set(t, wall);
+    }
   }
   return out.sort((x, y) => x - y);
+}
+
+/**
+ * The schedule's fire times in UTC wall-clock time, ascending, in [wallStart, wallEnd),
+ * as the caller takes them. cron-parser decides which days fire (one step per day: the
+ * expression with its time-of-day fields cut to their first value, which fires exactly
+ * on the days the full one fires on, since no field crosses day and time); the times
+ * within a firing day are the product of the second, minute and hour fields. Stepping
+ * cron-parser (luxon) once per fire time cost 20–60 µs, a second for a 3-year hourly
+ * backfill; this costs it once per day.
+ */
+function* wallTimes(schedule: string, wallStart: number, wallEnd: number): Generator<number> {
+  const fields = CronExpressionParser.parse(schedule, { tz: "UTC" }).fields;
+  const { hour, minute, second } = fields;
+  const [h0, m0, s0] = [hour.values[0], minute.values[0], second.values[0]];
+  const ofDay: number[] = [];
+  for (const h of hour.values) for (const m of minute.values) for (const sec of second.values) ofDay.push(((h * 60 + m) * 60 + sec) * 1000);
+  ofDay.sort((x, y) => x - y);
+  const days = CronExpression.fieldsToExpression(CronFieldCollection.from(fields, { hour: [h0], minute: [m0], second: [s0] }), {
+    tz: "UTC",
+    currentDate: new Date(wallStart - 1000),
+    endDate: new Date(wallEnd),
+  });
+  const first = ((h0 * 60 + m0) * 60 + s0) * 1000;
+  // (UTC has no DST, so cron-parser's loop limit here means the expression never fires.)
+  for (;;) {
+    let dayFire: number;
+    try {
+      dayFire = days.next().getTime();
+    } catch (e) {
+      if (e instanceof Error && /time span|loop limit/i.test(e.message)) break;
+      throw e;
+    }
+    const day = dayFire - first;
+    if (day >= wallEnd) return;
+    for (const x of ofDay) {
+      const wall = day + x;
+      if (wall >= wallEnd) return;
+      if (wall >= wallStart) yield wall;
+    }
+  }
 }
 
 function checkZone(timezone: string | undefined): void {
@@ -269,9 +320,13 @@ export function instanceTimes(
   const sampleDays = Math.min(days, 7);
   const sample = fireTimes(schedule, timezone, addDays(from, 1), addDays(from, sampleDays), MAX_INSTANCES).length;
   if ((sample / sampleDays) * days > 2 * MAX_INSTANCES) throw tooMany(`about ${Math.round((sample / sampleDays) * days)}, more than`);
-  const fires = fireTimes(schedule, timezone, addDays(from, 1), addDays(to, 1), MAX_INSTANCES);
+  const walls = new Map<number, number>();
+  const fires = fireTimes(schedule, timezone, addDays(from, 1), addDays(to, 1), MAX_INSTANCES, walls);
   if (fires.length > MAX_INSTANCES) throw tooMany("more than");
-  return fires.map((t) => instanceAt(t, timezone));
+  return fires.map((t) => {
+    const wall = walls.get(t);
+    return wall === undefined ? instanceAt(t, timezone) : instanceOfWall(t, wall);
+  });
 }
 
 /**

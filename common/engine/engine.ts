@@ -64,8 +64,18 @@ import { instanceTimes, testInstanceTime, zonedDate, type InstanceTime } from ".
  */
 export const DEFAULT_CONCURRENCY = 8;
 
-export const RECOVERY_ERROR = "runner restarted while the attempt was running";
+export const RECOVERY_ERROR = "the runner restarted and the attempt's process was gone with no known exit status; it runs again as a failover attempt";
+export const STOPPED_ERROR = "ended by `runner stop`; it runs again, as a failover attempt, when a runner starts";
 export const RECOVERY_KILLED_ERROR = "runner restarted before the killed attempt's exit was reported";
+/** An attempt known only from later records: its start record was lost from a damaged journal. */
+export const LOST_ATTEMPT_ERROR = "its records were lost from a damaged journal";
+/** An attempt whose end was decided but whose end record was lost from a damaged journal. */
+export const LOST_END_ERROR = "its exit status was lost from a damaged journal";
+
+/** One line of a compacted journal's snapshot (`Engine.snapshotEntries`, `Engine.restore`). */
+export type SnapshotEntry = { runSeq: number } | { run: Run } | { instancesOf: string; instances: WorkflowInstance[] };
+/** Instances per snapshot entry: a damaged line costs at most these, and no line is huge. */
+const SNAPSHOT_CHUNK = 1000;
 
 /** Derived, per run; rebuilt by `apply` alone, never serialized. */
 interface RunIndex {
@@ -91,19 +101,24 @@ interface InstanceIndex {
   run: RunIndex;
   inst: WorkflowInstance;
   position: number;
-  tasks: Map<string, TaskInstance>;
+  /**
+   * Task id → its task instance. These per-instance tables are small classes over the
+   * run's shared task positions (see `TaskTable`), not Maps: four Maps and a Set cost
+   * 740 bytes an instance, 74 MB of a 100,000-instance run's heap.
+   */
+  tasks: Pick<Map<string, TaskInstance>, "get" | "has">;
   /** Exactly the task instances in state `waiting`, in the order they got there. */
-  waiting: Set<TaskInstance>;
+  waiting: LazySet<TaskInstance>;
   /** Number of task instances in state `running`. */
   running: number;
   /** Task id → the tasks whose `after` list names it (exactly). */
-  afterOf: Map<string, Set<string>>;
+  afterOf: LazyMap<string, Set<string>>;
   /**
    * Task id → how many of its upstreams and `after` tasks are not `success`. A task is
    * ready when this is 0: kept up to date on every change, so that checking readiness
    * costs O(1) even below a wide fan-in (a task with thousands of upstreams).
    */
-  unmet: Map<string, number>;
+  unmet: { get(task: string): number | undefined; set(task: string, value: number): unknown };
 }
 
 interface Timer {
@@ -138,7 +153,6 @@ export const OPERATION_FROM = {
   pause: PAUSE_FROM,
   resume: RESUME_FROM,
 } as const;
-const KILL_RUN_FROM: readonly TaskState[] = ["not_run", "waiting", "running", "paused"];
 
 export class Engine {
   /** Every run, in creation order. The state `snapshot()` serializes. */
@@ -152,11 +166,234 @@ export class Engine {
   private readonly timers = new Map<TaskInstance, Timer>();
   /** Highest n of the `run-<n>` ids seen, for the next default id. */
   private runSeq = 0;
+  /** Set by `halt`: nothing starts. */
+  private halted = false;
 
   static replay(records: Iterable<EngineRecord>): Engine {
     const engine = new Engine();
     for (const record of records) engine.apply(record);
     return engine;
+  }
+
+  /**
+   * Rebuilds the state a runner's journal holds (its start), tolerating damage: the
+   * snapshot entries of a compacted journal (`snapshotEntries`), then the records. A record
+   * that no longer fits, because a neighbour was lost, is used as far as it still tells
+   * the truth, else skipped and counted in `notApplied`:
+   * - a state change whose `from` is not the current state is applied from the current
+   *   state (its `to` is what happened then), counted in `adjusted`;
+   * - a record naming an attempt the task does not have yet gives the task that attempt
+   *   (its `attempt.started` was lost; one lost before it ends at once), so that attempt
+   *   numbers, and with them log files, are never used twice;
+   * - a record naming a run, instance, task or attempt that does not exist, a run created
+   *   twice, or anything `apply` refuses, is skipped.
+   * Every `run-<n>` id named anywhere, skipped records included, stays taken.
+   * `closeLostAttemptEnds` and `settleLostTransitions` then repair what a lost record left
+   * half done. `replay` is the strict form (the extension, tests).
+   */
+  static restore(snapshot: Iterable<unknown>, records: Iterable<EngineRecord>): { engine: Engine; notApplied: number; adjusted: number; problems: string[] } {
+    const engine = new Engine();
+    let notApplied = 0;
+    let adjusted = 0;
+    const problems: string[] = [];
+    const problem = (what: string) => {
+      if (problems.length < 20) problems.push(what);
+    };
+    let held: Run | undefined;
+    const place = () => {
+      if (!held) return;
+      const run = held;
+      held = undefined;
+      if (engine.runs.has(run.id) || run.instances.some((i) => engine.instances.has(i.id))) {
+        notApplied++;
+        problem(`snapshot: run ${run.id} twice`);
+        return;
+      }
+      engine.indexRun(run);
+    };
+    for (const entry of snapshot as Iterable<SnapshotEntry>) {
+      if (entry === null || typeof entry !== "object") notApplied++;
+      else if ("runSeq" in entry) engine.reserveRunIds(entry.runSeq);
+      else if ("run" in entry) {
+        place();
+        held = entry.run;
+        engine.reserveRunIdOf(entry.run.id);
+      } else if ("instancesOf" in entry && held?.id === entry.instancesOf) held.instances.push(...entry.instances);
+      else {
+        notApplied++;
+        problem("snapshot: an entry that belongs to no run");
+      }
+    }
+    place();
+    for (const record of records) {
+      // Fast path: `apply` checks these records fully before it changes anything, so a
+      // record that fits costs no more than in `replay`; one that throws is fitted below.
+      if (record.type !== "run.created" && !(record.type === "task.state" && (record.to === "running" || record.after !== undefined))) {
+        try {
+          engine.apply(record);
+          continue;
+        } catch {
+          // fitted below
+        }
+      }
+      let fitted: EngineRecord | undefined;
+      try {
+        fitted = engine.fit(record);
+        if (fitted) engine.apply(fitted);
+      } catch (e) {
+        fitted = undefined;
+        problem(`${record.type}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (!fitted) {
+        // An applied record's run exists, so its id is taken already; a skipped one's is taken here.
+        const named = record.type === "run.created" ? record.run?.id : record.runId;
+        engine.reserveRunIdOf(named);
+        notApplied++;
+        if (problems.length < 20 && !problems[problems.length - 1]?.startsWith(record.type)) problem(`${record.type} of ${String(named)}: names what does not exist`);
+      } else if (fitted !== record) adjusted++;
+    }
+    return { engine, notApplied, adjusted, problems };
+  }
+
+  /**
+   * The record as it can still be applied to the current state (see `restore`), or
+   * undefined. May give the task an attempt whose start record was lost.
+   */
+  private fit(r: EngineRecord): EngineRecord | undefined {
+    if (r.type === "run.created") {
+      if (this.runs.has(r.run.id) || r.run.instances.some((i) => this.instances.has(i.id))) return undefined;
+      return r;
+    }
+    if (r.type === "run.state") {
+      const run = this.runs.get(r.runId)?.run;
+      if (!run) return undefined;
+      return run.state === r.from ? r : { ...r, from: run.state };
+    }
+    const idx = this.instances.get(r.instanceId);
+    if (!idx || idx.run.run.id !== r.runId) return undefined;
+    if (r.type === "instance.state") return idx.inst.state === r.from ? r : { ...r, from: idx.inst.state };
+    const ti = idx.tasks.get(r.task);
+    if (!ti) return undefined;
+    switch (r.type) {
+      case "task.state":
+        if (r.after?.some((a) => !idx.tasks.has(a))) return undefined;
+        if (r.to === "running" && r.attempt !== undefined && r.attempt > ti.attempts.length) {
+          this.lostAttempts(idx, ti, r.attempt, r.at, r.cause === "retry" ? "retry" : "scheduler");
+        }
+        return ti.state === r.from ? r : { ...r, from: ti.state };
+      case "attempt.started":
+        if (r.attempt <= ti.attempts.length) return undefined;
+        this.lostAttempts(idx, ti, r.attempt - 1, r.at, undefined);
+        return r;
+      case "attempt.process":
+      case "attempt.timed-out":
+      case "attempt.ended":
+        if (r.attempt > ti.attempts.length) this.lostAttempts(idx, ti, r.attempt, r.at, "scheduler");
+        return r;
+      case "task.retry-scheduled":
+        return r;
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Gives `ti` attempts up to `upTo` whose `attempt.started` was lost: the last one open
+   * (`open`: its cause; it goes on as the records say), any before it ended at once.
+   */
+  private lostAttempts(idx: InstanceIndex, ti: TaskInstance, upTo: number, at: number, open: "scheduler" | "retry" | undefined): void {
+    while (ti.attempts.length < upTo) {
+      const n = ti.attempts.length + 1;
+      const previous = ti.attempts[ti.attempts.length - 1];
+      const last = n === upTo && open !== undefined;
+      const cause = last ? open : "scheduler";
+      ti.attempts.push({
+        n,
+        startedAt: at,
+        cause,
+        retry: cause === "retry" && previous ? previous.retry + 1 : 0,
+        ...(last ? {} : { endedAt: at, error: LOST_ATTEMPT_ERROR }),
+      });
+    }
+    this.syncTimer(idx, ti);
+  }
+
+  /**
+   * After a damaged journal, before processes left over are looked for: attempts whose
+   * end was decided (the task's history moved on from `running` with that attempt, and
+   * not by a kill) but whose `attempt.ended` record was lost are closed, so that nothing
+   * takes them for attempts that may still run.
+   */
+  closeLostAttemptEnds(now: number): Decision {
+    const tx = new Tx(now);
+    for (const run of this.runs.values()) {
+      for (const idx of run.instances) {
+        for (const ti of idx.inst.tasks) {
+          for (const a of ti.attempts) {
+            if (a.endedAt !== undefined) continue;
+            // The current attempt of a running task may well run; a killed one may still be dying.
+            if (a.n === ti.attempts.length && (ti.state === "running" || ti.state === "killed")) continue;
+            let end: TaskInstance["history"][number] | undefined;
+            for (let i = ti.history.length - 1; i >= 0 && !end; i--) if (ti.history[i].attempt === a.n && ti.history[i].from === "running") end = ti.history[i];
+            if (!end || end.to === "killed" || end.cause === "operator") continue;
+            const ok = end.to === "success" && end.cause === "scheduler";
+            this.emit(tx, { type: "attempt.ended", at: now, ...this.base(idx, ti.task), attempt: a.n, ...(ok ? { exitCode: 0 } : { error: LOST_END_ERROR }) });
+          }
+        }
+      }
+    }
+    return { records: tx.records, effects: [] };
+  }
+
+  /**
+   * After a damaged journal, once `recover` has run: a task still `running` whose attempt
+   * has ended lost the record of how the engine decided that end. It is decided again
+   * from the attempt (success on exit 0, else failed or retried as its budget says),
+   * cause `recovery`, and the scheduler carries on. Nothing that finished runs again.
+   */
+  settleLostTransitions(now: number): Decision {
+    const tx = new Tx(now);
+    for (const run of this.runs.values()) {
+      for (const idx of run.instances) {
+        for (const ti of idx.inst.tasks) {
+          const a = ti.attempts[ti.attempts.length - 1];
+          if (ti.state !== "running" || !a || a.endedAt === undefined) continue;
+          const ok = a.timedOutAt === undefined && a.error === undefined && a.signal === undefined && a.exitCode === 0;
+          if (ok) this.succeed(tx, idx, ti, "recovery", undefined, a.n);
+          else this.fail(tx, idx, ti, "recovery");
+        }
+      }
+    }
+    if (tx.records.length === 0) return { records: [], effects: [] };
+    return this.settle(tx);
+  }
+
+  /** The next default run id is above `run-<n>`: ids of runs lost from a damaged journal, or whose log folders exist, are never used again. */
+  reserveRunIds(n: number): void {
+    if (Number.isSafeInteger(n) && n > this.runSeq) this.runSeq = n;
+  }
+
+  private reserveRunIdOf(id: unknown): void {
+    const m = typeof id === "string" ? /^run-(\d+)$/.exec(id) : null;
+    if (m) this.reserveRunIds(Number(m[1]));
+  }
+
+  /**
+   * The state as journal snapshot entries, for `restore`: the run-id floor, then each run
+   * (a run of many instances as several entries). Live objects: serialize each at once.
+   */
+  *snapshotEntries(): Generator<SnapshotEntry> {
+    yield { runSeq: this.runSeq };
+    for (const { run } of this.runs.values()) {
+      if (run.instances.length <= SNAPSHOT_CHUNK) {
+        yield { run };
+        continue;
+      }
+      yield { run: { ...run, instances: run.instances.slice(0, SNAPSHOT_CHUNK) } };
+      for (let i = SNAPSHOT_CHUNK; i < run.instances.length; i += SNAPSHOT_CHUNK) {
+        yield { instancesOf: run.id, instances: run.instances.slice(i, i + SNAPSHOT_CHUNK) };
+      }
+    }
   }
 
   // ------------------------------------------------------------------------------------
@@ -248,6 +485,15 @@ export class Engine {
         this.syncTimer(idx, ti);
         return;
       }
+      case "attempt.kill-requested": {
+        const idx = this.instanceIndex(record.instanceId);
+        const ti = taskOf(idx, record.task);
+        const a = attemptOf(idx, ti, record.attempt);
+        a.killRequestedAt = record.at;
+        if (record.by !== undefined) a.killRequestedBy = record.by;
+        this.syncTimer(idx, ti);
+        return;
+      }
       case "attempt.ended": {
         const idx = this.instanceIndex(record.instanceId);
         const ti = taskOf(idx, record.task);
@@ -320,18 +566,22 @@ export class Engine {
       counts,
       perBizdate: new Map(),
     };
+    // Every instance lists the run's tasks in the run's order (as `run.created` makes
+    // them): its tables then share one position map. A run loaded in another order gets Maps.
+    const positions = new Map(run.tasks.map((t, i) => [t.id, i]));
     run.instances.forEach((inst, position) => {
       if (this.instances.has(inst.id)) throw new Error(`journal has instance ${inst.id} twice`);
-      const tasks = new Map(inst.tasks.map((t) => [t.task, t]));
+      const aligned = inst.tasks.length === run.tasks.length && inst.tasks.every((t, i) => t.task === run.tasks[i].id);
+      const tasks = aligned ? new TaskTable(positions, inst.tasks) : new Map(inst.tasks.map((t) => [t.task, t]));
       const idx: InstanceIndex = {
         run: index,
         inst,
         position,
         tasks,
-        waiting: new Set(),
+        waiting: new LazySet(),
         running: 0,
-        afterOf: new Map(),
-        unmet: new Map(),
+        afterOf: new LazyMap(),
+        unmet: aligned ? new Tally(positions) : new Map(),
       };
       const unmetOf = (task: string) => (tasks.get(task)?.state === "success" ? 0 : 1);
       for (const t of run.tasks) {
@@ -393,7 +643,7 @@ export class Engine {
     if (ti.state === "waiting") at = ti.retryAt;
     else if (ti.state === "running") {
       const a = ti.attempts[ti.attempts.length - 1];
-      if (a && a.endedAt === undefined && a.timedOutAt === undefined) at = a.deadline;
+      if (a && a.endedAt === undefined && a.timedOutAt === undefined && a.killRequestedAt === undefined) at = a.deadline;
     }
     if (at === undefined) this.timers.delete(ti);
     else this.timers.set(ti, { at, idx });
@@ -432,8 +682,18 @@ export class Engine {
    * ended already (recovered, or reported twice) change nothing. A report for an open
    * attempt that is no longer current or no longer running (the task was killed, or
    * rerun since) records how it ended and leaves the task's state alone.
+   *
+   * An attempt an operator asked to kill becomes `killed` here. `exit.interrupted`: the runner
+   * ended it because it is stopping (not the task's fault): the task goes back to
+   * `waiting` for a failover attempt (cause `recovery`) that does not consume a retry.
    */
-  onAttemptExit(instanceId: string, task: string, attempt: number, exit: AttemptExit, now: number): OperationResult {
+  onAttemptExit(
+    instanceId: string,
+    task: string,
+    attempt: number,
+    exit: AttemptExit,
+    now: number,
+  ): OperationResult {
     const found = this.resolve({ instanceId, task });
     if (!found.ok) return found;
     const { idx, ti } = found;
@@ -445,7 +705,11 @@ export class Engine {
     const tx = new Tx(now);
     const def = idx.run.defs.get(task)!;
     const timedOut = a.timedOutAt !== undefined;
-    const error = timedOut ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}` : exit.error;
+    const error = timedOut
+      ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}`
+      : exit.interrupted && a.killRequestedAt === undefined
+        ? (exit.error ?? STOPPED_ERROR)
+        : exit.error;
     this.emit(tx, {
       type: "attempt.ended",
       at: now,
@@ -459,10 +723,24 @@ export class Engine {
     });
     if (attempt === ti.attempts.length && ti.state === "running") {
       const succeeded = !timedOut && exit.error === undefined && exit.signal === undefined && exit.exitCode === 0;
-      if (succeeded) this.succeed(tx, idx, ti, "scheduler", undefined, attempt);
+      if (a.killRequestedAt !== undefined) {
+        // The operator's kill is complete only now that the processes are gone (SPEC §3).
+        this.transition(tx, idx, ti, "killed", "operator", a.killRequestedBy, attempt);
+        tx.dirty.add(idx);
+      } else if (exit.interrupted && !timedOut) this.failover(tx, idx, ti, attempt);
+      else if (succeeded) this.succeed(tx, idx, ti, "scheduler", undefined, attempt);
       else this.fail(tx, idx, ti, timedOut ? "timeout" : undefined);
     }
     return { ok: true, ...this.settle(tx) };
+  }
+
+  /**
+   * From now on nothing starts: `runner stop` is ending the running attempts, and their
+   * ends (reported with `interrupted`) must not start retries or downstream tasks that
+   * would never run. Not journaled: the next runner starts unhalted.
+   */
+  halt(): void {
+    this.halted = true;
   }
 
   /**
@@ -515,22 +793,26 @@ export class Engine {
   }
 
   /**
-   * After a restart (the journal replayed): every attempt recorded as running has no
-   * process any more, so it fails with `RECOVERY_ERROR` (cause `recovery`; retries
-   * apply), and killed attempts whose exit was never reported are closed. Then the
-   * scheduler carries on. Scans every task instance, once per restart.
-   *
-   * An executor able to re-adopt live processes (it kept their pids) may skip `recover`
-   * for those attempts and report their exits later through `onAttemptExit` instead.
+   * After a restart (the journal replayed), for every attempt with no recorded end except
+   * those in `adopted` (markers `<instanceId>/<task>/<attempt>` of attempts the executor
+   * found still running and adopted; their exits come later through `onAttemptExit`):
+   * its process is gone with no known exit, so it ends with `RECOVERY_ERROR` and the task
+   * goes back to `waiting` for a failover attempt (cause `recovery`) that does not consume
+   * a retry (SPEC §3). An attempt being killed by an operator becomes `killed`, one being
+   * killed for its timeout fails as timed out. Then the scheduler carries on. Scans every
+   * task instance, once per restart.
    */
-  recover(now: number): Decision {
+  recover(now: number, adopted: ReadonlySet<string> = new Set()): Decision {
     const tx = new Tx(now);
     for (const run of this.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           const a = ti.attempts[ti.attempts.length - 1];
           if (a === undefined || a.endedAt !== undefined) continue;
+          if (adopted.has(`${idx.inst.id}/${ti.task}/${a.n}`)) continue;
           const running = ti.state === "running";
+          const killing = !running || a.killRequestedAt !== undefined;
+          const def = run.defs.get(ti.task)!;
           this.emit(tx, {
             type: "attempt.ended",
             at: now,
@@ -538,9 +820,18 @@ export class Engine {
             instanceId: idx.inst.id,
             task: ti.task,
             attempt: a.n,
-            error: running ? RECOVERY_ERROR : RECOVERY_KILLED_ERROR,
+            error: killing
+              ? RECOVERY_KILLED_ERROR
+              : a.timedOutAt !== undefined
+                ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}; ${RECOVERY_KILLED_ERROR}`
+                : RECOVERY_ERROR,
           });
-          if (running) this.fail(tx, idx, ti, "recovery");
+          if (!running) continue;
+          if (a.killRequestedAt !== undefined) {
+            this.transition(tx, idx, ti, "killed", "operator", a.killRequestedBy, a.n);
+            tx.dirty.add(idx);
+          } else if (a.timedOutAt !== undefined) this.fail(tx, idx, ti, "timeout");
+          else this.failover(tx, idx, ti, a.n);
         }
         if (idx.inst.state === "active") tx.dirty.add(idx);
       }
@@ -553,14 +844,42 @@ export class Engine {
   // Operations: each checks its precondition and is refused with the reason otherwise.
   // ------------------------------------------------------------------------------------
 
-  /** waiting, running → killed. A running attempt gets a `kill` effect; its later exit report does not change `killed`. */
+  /**
+   * waiting → killed at once. running: the attempt is asked to end (a `kill` effect) and
+   * the task stays `running` until its processes are gone (`onAttemptExit` makes it
+   * `killed`), so that nothing needing it ended (rerun, set success, downstream) can
+   * start meanwhile. A second kill of the same attempt is refused.
+   */
   kill(ref: TaskRef, now: number, by?: string): OperationResult {
-    return this.operate(ref, "kill", KILL_FROM, now, (tx, idx, ti) => {
-      const attempt = ti.state === "running" ? ti.attempts.length : undefined;
-      this.transition(tx, idx, ti, "killed", "operator", by, attempt);
-      if (attempt !== undefined) tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
-      tx.dirty.add(idx);
+    const found = this.resolveIn(ref, "kill", KILL_FROM);
+    if (!found.ok) return found;
+    const pending = this.pendingKill(found.idx, found.ti);
+    if (pending) return pending;
+    const tx = new Tx(now);
+    this.killTask(tx, found.idx, found.ti, by);
+    return { ok: true, ...this.settle(tx) };
+  }
+
+  /** The refusal for a task whose attempt is being killed already, if it is. */
+  private pendingKill(idx: InstanceIndex, ti: TaskInstance): Refusal | undefined {
+    const a = ti.attempts[ti.attempts.length - 1];
+    if (ti.state !== "running" || a?.killRequestedAt === undefined) return undefined;
+    return refuse("kill-pending", `${this.describe(idx, ti.task)} is being killed already (asked at ${new Date(a.killRequestedAt).toISOString()}); it becomes killed when its processes are gone`, {
+      state: ti.state,
     });
+  }
+
+  /** `kill` on one task instance in state waiting or running (not being killed). */
+  private killTask(tx: Tx, idx: InstanceIndex, ti: TaskInstance, by: string | undefined): void {
+    if (ti.state === "running") {
+      const attempt = ti.attempts.length;
+      this.emit(tx, { type: "attempt.kill-requested", at: tx.now, ...this.base(idx, ti.task), attempt, ...(by !== undefined ? { by } : {}) });
+      tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
+      tx.touched.add(idx.run);
+    } else {
+      this.transition(tx, idx, ti, "killed", "operator", by);
+      tx.dirty.add(idx);
+    }
   }
 
   /**
@@ -650,31 +969,30 @@ export class Engine {
   }
 
   /**
-   * Kill run (a run, or one of its workflow instances): every task that has not ended is
-   * killed: waiting and running ones as `kill` does, and also not_run and paused ones, so
-   * that queued instances never start and the run ends. `rerunFailed` afterwards brings
-   * all of it back, in dependency order.
+   * Kill run (a run, or one of its workflow instances), the batch form of `kill` (SPEC
+   * §3): every waiting and running task instance is killed as `kill` does (running ones
+   * become `killed` when their processes are gone), and workflow instances that have not
+   * started (queued) are cancelled: they finish with their tasks `not_run`, so the run
+   * ends. Not_run and paused tasks of started instances keep their state. `rerunFailed`
+   * afterwards reruns what was killed and queues the cancelled instances again.
    */
   killRun(scope: RunScope, now: number, by?: string): OperationResult {
     const found = this.resolveScope(scope);
     if (!found.ok) return found;
-    const targets = found.instances.filter((idx) => idx.inst.tasks.some((t) => KILL_RUN_FROM.includes(t.state)));
-    if (targets.length === 0) {
-      return refuse("nothing-to-do", `kill run needs a task in state ${orList(KILL_RUN_FROM)}; ${found.label} has none (run state ${found.run.run.state})`);
-    }
     const tx = new Tx(now);
-    for (const idx of targets) {
-      for (const ti of idx.inst.tasks) {
-        if (!KILL_RUN_FROM.includes(ti.state)) continue;
-        const wasRunning = ti.state === "running";
-        const attempt = wasRunning ? ti.attempts.length : undefined;
-        this.transition(tx, idx, ti, "killed", "operator", by, attempt);
-        if (attempt !== undefined) tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
-      }
+    for (const idx of found.instances) {
       if (idx.inst.state === "queued") {
-        this.emit(tx, { type: "instance.state", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, from: "queued", to: "finished" });
+        this.setInstanceState(tx, idx, "finished");
+        tx.touched.add(idx.run);
+        continue;
       }
-      tx.dirty.add(idx);
+      if (idx.waiting.size === 0 && idx.running === 0) continue;
+      for (const ti of idx.inst.tasks) {
+        if (KILL_FROM.includes(ti.state) && !this.pendingKill(idx, ti)) this.killTask(tx, idx, ti, by);
+      }
+    }
+    if (tx.records.length === 0) {
+      return refuse("nothing-to-do", `kill run needs a waiting or running task, or a workflow instance not started yet; ${found.label} has none (run state ${found.run.run.state})`);
     }
     return { ok: true, ...this.settle(tx) };
   }
@@ -685,11 +1003,17 @@ export class Engine {
     if (!found.ok) return found;
     const tx = new Tx(now);
     for (const idx of found.instances) {
+      if (idx.inst.state === "finished" && idx.inst.tasks.every((t) => t.state === "not_run" && t.attempts.length === 0)) {
+        // Cancelled by a kill run before it started: it queues again.
+        this.setInstanceState(tx, idx, "queued");
+        tx.slots.add(idx.run);
+        continue;
+      }
       const set = new Set(idx.inst.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => t.task));
       if (set.size > 0) this.resetInOrder(tx, idx, set, undefined, by);
     }
     if (tx.records.length === 0) {
-      return refuse("nothing-to-do", `rerun failed needs a failed or killed task; ${found.label} has none (run state ${found.run.run.state})`);
+      return refuse("nothing-to-do", `rerun failed needs a failed or killed task or a cancelled workflow instance; ${found.label} has none (run state ${found.run.run.state})`);
     }
     return { ok: true, ...this.settle(tx) };
   }
@@ -788,7 +1112,7 @@ export class Engine {
           for (const a of ti.after ?? []) if (!idx.afterOf.get(a)?.has(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: afterOf ${a}`);
           const last = ti.attempts[ti.attempts.length - 1];
           if (ti.state === "waiting" && ti.retryAt !== undefined) timers.set(ti, ti.retryAt);
-          if (ti.state === "running" && last?.endedAt === undefined && last?.timedOutAt === undefined && last?.deadline !== undefined) {
+          if (ti.state === "running" && last?.endedAt === undefined && last?.timedOutAt === undefined && last?.killRequestedAt === undefined && last?.deadline !== undefined) {
             timers.set(ti, last.deadline);
           }
         }
@@ -865,6 +1189,15 @@ export class Engine {
     } else {
       this.transition(tx, idx, ti, "failed", cause ?? "scheduler", undefined, attempt.n);
     }
+    tx.dirty.add(idx);
+  }
+
+  /**
+   * The current attempt (ended already) was lost by the runner, not failed by the task:
+   * back to `waiting` for a failover attempt (cause `recovery`) that keeps the retry count.
+   */
+  private failover(tx: Tx, idx: InstanceIndex, ti: TaskInstance, attempt: number): void {
+    this.transition(tx, idx, ti, "waiting", "recovery", undefined, attempt);
     tx.dirty.add(idx);
   }
 
@@ -979,6 +1312,7 @@ export class Engine {
   }
 
   private startReady(tx: Tx, idx: InstanceIndex): void {
+    if (this.halted) return;
     const limit = idx.run.run.concurrency;
     // Deleting the current element while iterating a Set is safe; `startTask` does so via apply.
     for (const ti of idx.waiting) {
@@ -993,6 +1327,9 @@ export class Engine {
     const run = idx.run.run;
     const isRetry = ti.retryAt !== undefined;
     const previous = ti.attempts[ti.attempts.length - 1];
+    // A failover attempt (the runner lost the previous one) keeps its retry count.
+    const last = ti.history[ti.history.length - 1];
+    const isFailover = !isRetry && previous !== undefined && last?.to === "waiting" && last.cause === "recovery";
     const attempt = ti.attempts.length + 1;
     const deadline = def.timeoutMs !== undefined ? tx.now + def.timeoutMs : undefined;
     this.emit(tx, {
@@ -1000,11 +1337,11 @@ export class Engine {
       at: tx.now,
       ...this.base(idx, ti.task),
       attempt,
-      cause: isRetry ? "retry" : "scheduler",
-      retry: isRetry && previous ? previous.retry + 1 : 0,
+      cause: isRetry ? "retry" : isFailover ? "recovery" : "scheduler",
+      retry: isRetry && previous ? previous.retry + 1 : isFailover ? previous.retry : 0,
       ...(deadline !== undefined ? { deadline } : {}),
     });
-    this.transition(tx, idx, ti, "running", isRetry ? "retry" : "scheduler", undefined, attempt);
+    this.transition(tx, idx, ti, "running", isRetry ? "retry" : isFailover ? "recovery" : "scheduler", undefined, attempt);
     tx.effects.push({
       type: "start",
       ...this.base(idx, ti.task),
@@ -1319,6 +1656,89 @@ function attemptOf(idx: InstanceIndex, ti: TaskInstance, n: number) {
 /** "not_run, success, failed or killed" */
 function orList(states: readonly string[]): string {
   return states.length === 1 ? states[0] : `${states.slice(0, -1).join(", ")} or ${states[states.length - 1]}`;
+}
+
+/** Task id → task instance of one workflow instance, by the run's shared positions (`indexRun`). */
+class TaskTable {
+  constructor(
+    private readonly positions: ReadonlyMap<string, number>,
+    private readonly list: readonly TaskInstance[],
+  ) {}
+
+  get(task: string): TaskInstance | undefined {
+    const i = this.positions.get(task);
+    return i === undefined ? undefined : this.list[i];
+  }
+
+  has(task: string): boolean {
+    return this.positions.has(task);
+  }
+}
+
+/** Task id → a number, for the run's tasks only, by the run's shared positions. */
+class Tally {
+  private readonly values: number[] = [];
+  constructor(private readonly positions: ReadonlyMap<string, number>) {}
+
+  get(task: string): number | undefined {
+    const i = this.positions.get(task);
+    return i === undefined ? undefined : this.values[i];
+  }
+
+  set(task: string, value: number): this {
+    const i = this.positions.get(task);
+    if (i === undefined) throw new Error(`no task ${task} in this run`);
+    while (this.values.length < i) this.values.push(0);
+    this.values[i] = value;
+    return this;
+  }
+}
+
+const NO_ENTRIES: ReadonlyMap<unknown, unknown> = new Map();
+const NO_VALUES: ReadonlySet<unknown> = new Set();
+
+/** A Map allocated on first `set` (most instances never have an `after` list). */
+class LazyMap<K, V> {
+  private map: Map<K, V> | undefined;
+
+  get(key: K): V | undefined {
+    return this.map?.get(key);
+  }
+
+  set(key: K, value: V): this {
+    (this.map ??= new Map()).set(key, value);
+    return this;
+  }
+
+  [Symbol.iterator](): IterableIterator<[K, V]> {
+    return (this.map ?? (NO_ENTRIES as ReadonlyMap<K, V>)).entries();
+  }
+}
+
+/** A Set allocated on first `add` (instances that have not run yet hold nothing); iteration is the Set's own, live. */
+class LazySet<T> {
+  private set: Set<T> | undefined;
+
+  get size(): number {
+    return this.set?.size ?? 0;
+  }
+
+  add(value: T): this {
+    (this.set ??= new Set()).add(value);
+    return this;
+  }
+
+  delete(value: T): boolean {
+    return this.set?.delete(value) ?? false;
+  }
+
+  has(value: T): boolean {
+    return this.set?.has(value) ?? false;
+  }
+
+  [Symbol.iterator](): IterableIterator<T> {
+    return (this.set ?? (NO_VALUES as ReadonlySet<T>)).values();
+  }
 }
 
 /** A binary min-heap of numbers (instance positions). */

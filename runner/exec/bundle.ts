@@ -87,9 +87,9 @@ export async function bundleWorkflow(file: string, outFile: string, opts: { root
     });
     const output = result.outputFiles[0];
     if (!output) return { ok: false, error: `esbuild produced no output for ${file}` };
-    await mkdir(dirname(outFile), { recursive: true });
+    await mkdir(dirname(outFile), { recursive: true, mode: 0o700 });
     const temp = `${outFile}.${process.pid}.tmp`;
-    await writeFile(temp, output.contents);
+    await writeFile(temp, output.contents, { mode: 0o600 });
     await rename(temp, outFile);
     return { ok: true };
   } catch (e) {

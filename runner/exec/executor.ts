@@ -59,6 +59,8 @@ interface RunningAttempt {
   /** Ends the attempt's process tree; set as soon as there is something to end. */
   stop: ((onEscalate: () => void) => void) | undefined;
   killRequested: boolean;
+  /** Ended by `close` (the runner stops): reported with `interrupted` unless it had succeeded. */
+  interrupted?: boolean;
   /** `finish` was called; the log is closing. */
   finished: boolean;
   /** Resolves after `onExit`. */
@@ -67,6 +69,10 @@ interface RunningAttempt {
 }
 
 function describeExit(n: number, exit: AttemptExit, took: string): [LogLevel, string] {
+  if (exit.interrupted) {
+    const how = exit.signal !== undefined ? `killed by ${exit.signal}` : exit.exitCode !== undefined ? `exit code ${exit.exitCode}` : (exit.error ?? "not started");
+    return ["WARN", `attempt ${n} ended by the runner stopping (${how}) after ${took}; it runs again, as a failover attempt, when a runner starts`];
+  }
   if (exit.signal !== undefined) {
     return ["WARN", `attempt ${n} ended: killed by ${exit.signal} after ${took}${exit.error ? `: ${exit.error}` : ""}`];
   }
@@ -104,7 +110,7 @@ export class Executor {
 
   start(effect: StartEffect): void {
     if (this.closing) {
-      queueMicrotask(() => this.opts.onExit(effect, { error: "the runner is shutting down" }));
+      queueMicrotask(() => this.opts.onExit(effect, { error: "not started: the runner is stopping", interrupted: true }));
       return;
     }
     const id = attemptMarker(effect);
@@ -144,7 +150,10 @@ export class Executor {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const attempts = [...this.attempts.values()];
-      for (const attempt of attempts) this.stop(attempt, "runner shutting down");
+      for (const attempt of attempts) {
+        attempt.interrupted = true;
+        this.stop(attempt, "the runner is stopping");
+      }
       await Promise.all(attempts.map((a) => a.settled));
       await this.pool?.close();
     })();
@@ -190,11 +199,21 @@ export class Executor {
         }
       });
     }
-    const leftovers = (): void => {
-      if (attempt.killRequested) return; // being ended already
-      log.write("system", "WARN", `the main process exited but left processes in group ${pid}: ending them`);
+    // Processes still running when bash exits are the attempt's: they are ended, also those
+    // that left its group (`setsid`, daemons), found by the marker.
+    const leftovers = ({ inGroup, escaped }: { inGroup: boolean; escaped: number[] }): (() => void) | undefined => {
+      if (attempt.killRequested) return undefined; // being ended already
+      const grace = formatDuration(this.graceMs);
+      log.write(
+        "system",
+        "WARN",
+        inGroup
+          ? `the main process exited but left processes in group ${pid}: ending them`
+          : `the main process exited but left ${escaped.length} process(es) outside its group (pid ${escaped.join(", ")}): ending them (SIGTERM, SIGKILL after ${grace})`,
+      );
+      return () => log.write("system", "WARN", `processes left by the attempt still running ${grace} after SIGTERM: SIGKILL`);
     };
-    void waitForTree(child, this.graceMs, leftovers).then(({ code, signal }) =>
+    void waitForTree(child, this.graceMs, leftovers, attemptMarker(effect)).then(({ code, signal }) =>
       this.finish(attempt, signal !== null ? { signal } : { exitCode: code ?? undefined }),
     );
   }
@@ -247,6 +266,7 @@ export class Executor {
   private finish(attempt: RunningAttempt, exit: AttemptExit): void {
     if (attempt.finished) return;
     attempt.finished = true;
+    if (attempt.interrupted && !(exit.exitCode === 0 && exit.error === undefined)) exit = { ...exit, interrupted: true };
     const [level, line] = describeExit(attempt.effect.attempt, exit, formatDuration(Date.now() - attempt.startedAt));
     attempt.log.endOutput();
     attempt.log.write("system", level, line);

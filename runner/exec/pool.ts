@@ -11,8 +11,16 @@
  *   that finished a task most recently, so a chain of tasks keeps using one warm worker.
  * - A worker is retired (its group ended) after `maxTasksPerWorker` tasks (bounding what
  *   a long life accumulates: required bundles, leaks), after a task that crashed it
- *   (uncaught exception), when it has been idle for `idleTimeoutMs`, and — with its whole
- *   process group, the task's children included — when its task is killed.
+ *   (uncaught exception) or that it could not clean up after (see `runner/worker.ts`), when
+ *   code of an ended task ran in it (blamed on that task in the runner's log; a task it
+ *   then declines goes back to the head of the queue), when it has been idle for
+ *   `idleTimeoutMs`, and — with its whole process group, the task's children included —
+ *   when its task is killed.
+ * - No process outlives its task: when a task ends, processes carrying its marker (its
+ *   children, also ones that left the group) are looked for among those started since the
+ *   previous task ended (`findMarkedSince`: one read of /proc/loadavg when there are none);
+ *   if any, the attempt's log says so, the worker is retired with them, and the task's end
+ *   is reported once they are gone.
  * - A worker that dies before saying it is ready fails the queued jobs with its stderr,
  *   rather than being started again and again.
  *
@@ -23,7 +31,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
 import type { AttemptExit } from "../../protocol/runner";
 import type { FRAME_HEADER as WorkerFrameHeader, GRACE_ENV as WorkerGraceEnv, RunRequest, TaskContextData, TaskOutcome } from "../worker";
-import { killProcessGroup, MARKER_VAR, waitForTree } from "./process-tree";
+import { findMarkedSince, killProcessGroup, MARKER_VAR, waitForTree } from "./process-tree";
 
 const FRAME_HEADER: typeof WorkerFrameHeader = 9;
 const GRACE_ENV: typeof WorkerGraceEnv = "TIDEFLOW_WORKER_GRACE_MS";
@@ -80,6 +88,8 @@ export interface PoolOptions {
   spares?: number;
   /** The workers' environment; default: the runner's. */
   env?: NodeJS.ProcessEnv;
+  /** The runner's log (what belongs to no open attempt log); default: stderr, as the runner logs. */
+  log?: (message: string) => void;
 }
 
 interface Job {
@@ -88,6 +98,8 @@ interface Job {
   sink: TaskSink;
   /** Set while running. */
   worker: Worker | undefined;
+  /** It finished, and its end is reported once the processes it left are gone. */
+  finishing: boolean;
   ended: boolean;
 }
 
@@ -107,10 +119,20 @@ interface Worker {
   /** stderr before the ready frame: the reason if the worker never gets ready. */
   startupErr: string;
   exited: Promise<void>;
+  /** The last pid handed out when its previous task ended (its own pid at first): its next task's processes are younger. */
+  pidMark: number;
+  /** Recent tasks' markers by seq: whom to blame for code that runs after its task ended. */
+  history: Map<number, string>;
+  /** Code of an ended task ran in it: it takes no further task. */
+  tainted: boolean;
 }
 
+/** Markers kept per worker for blame (a leftover fires within moments of its task's end). */
+const HISTORY = 16;
+
 export class WorkerPool {
-  private readonly opts: Required<Omit<PoolOptions, "env">> & { env: NodeJS.ProcessEnv };
+  private readonly opts: Required<Omit<PoolOptions, "env" | "log">> & { env: NodeJS.ProcessEnv };
+  private readonly log: (message: string) => void;
   // Invariants: `workers` holds every live process (any state); a job is in `queue` xor
   // has a `worker` xor has `ended`; a busy worker's `job` is that job.
   private readonly workers = new Set<Worker>();
@@ -127,6 +149,15 @@ export class WorkerPool {
       ...opts,
       env: opts.env ?? process.env,
     };
+    this.log =
+      opts.log ??
+      ((m) => {
+        try {
+          process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+        } catch {
+          // nowhere to report it
+        }
+      });
   }
 
   /** Workers alive, any state. */
@@ -141,7 +172,7 @@ export class WorkerPool {
 
   run(job: TaskJob, sink: TaskSink): TaskHandle {
     const seq = (this.seq = (this.seq % 0xffff_fffe) + 1);
-    const queued: Job = { seq, request: { type: "run", seq, ...job }, sink, worker: undefined, ended: false };
+    const queued: Job = { seq, request: { type: "run", seq, ...job }, sink, worker: undefined, finishing: false, ended: false };
     if (this.closing) {
       this.end(queued, { error: "the runner is shutting down" });
     } else {
@@ -163,7 +194,7 @@ export class WorkerPool {
   }
 
   private kill(job: Job, onEscalate?: () => void): void {
-    if (job.ended) return;
+    if (job.ended || job.finishing) return; // finishing: its leftovers are being ended already
     const worker = job.worker;
     if (!worker) {
       this.queue.splice(this.queue.indexOf(job), 1);
@@ -221,6 +252,8 @@ export class WorkerPool {
     worker.state = "busy";
     worker.job = job;
     job.worker = worker;
+    worker.history.set(job.seq, job.request.env[MARKER_VAR] ?? `${job.request.workflow}.${job.request.task}`);
+    if (worker.history.size > HISTORY) worker.history.delete(worker.history.keys().next().value!);
     job.sink.started(worker.pid);
     try {
       worker.child.send(job.request);
@@ -260,6 +293,9 @@ export class WorkerPool {
       pending: undefined,
       startupErr: "",
       exited: Promise.resolve(),
+      pidMark: child.pid,
+      history: new Map(),
+      tainted: false,
     };
     this.workers.add(worker);
     child.on("error", () => {}); // a failed send or kill; the exit handler cleans up
@@ -311,6 +347,7 @@ export class WorkerPool {
       }
       return;
     }
+    if (kind === "X") return this.onLeftover(worker, seq, payload.toString("utf8"));
     const job = worker.job;
     if (!job || job.seq !== seq) return; // output of a task that has ended
     if (kind === "o" || kind === "e") {
@@ -328,17 +365,55 @@ export class WorkerPool {
         outcome = { ok: false, error: "the task worker sent an unreadable result", retire: true };
       }
       worker.job = undefined;
+      if (outcome.declined) {
+        // Tainted by an ended task's code before it heard of this one: run it elsewhere.
+        job.worker = undefined;
+        job.sink.log("warn", `tideflow: task worker ${worker.pid} is not reused (code of an ended task ran in it); this task moves to a fresh worker`);
+        this.retire(worker);
+        this.queue.unshift(job);
+        this.dispatch(true);
+        return;
+      }
       worker.tasks++;
       worker.lastUsed = performance.now();
-      this.end(job, outcome.ok ? { exitCode: 0 } : outcome.setup ? { error: outcome.error } : { exitCode: 1, error: outcome.error });
-      if (outcome.retire || worker.tasks >= this.opts.maxTasksPerWorker || this.closing) {
-        this.retire(worker);
+      const exit: AttemptExit = outcome.ok ? { exitCode: 0 } : outcome.setup ? { error: outcome.error } : { exitCode: 1, error: outcome.error };
+      const marker = job.request.env[MARKER_VAR];
+      const left = marker === undefined ? { pids: [], last: worker.pidMark } : findMarkedSince(worker.pidMark, marker);
+      worker.pidMark = left.last;
+      if (left.pids.length > 0 || outcome.retire) {
+        // Its processes (and whatever the worker could not clean) go with the worker; the
+        // task's end is reported once they are gone.
+        if (left.pids.length > 0) {
+          const grace = `${this.opts.killGraceMs}ms`;
+          job.sink.log("warn", `tideflow: the task left ${left.pids.length} process(es) running (pid ${left.pids.join(", ")}): ending them (SIGTERM, SIGKILL after ${grace})`);
+        }
+        job.finishing = true;
+        const gone = this.retire(worker, undefined, marker);
+        void Promise.all([gone, worker.exited]).then(() => this.end(job, exit));
       } else {
-        worker.state = "idle";
-        this.becameIdle(worker);
+        this.end(job, exit);
+        if (worker.tainted || worker.tasks >= this.opts.maxTasksPerWorker || this.closing) {
+          this.retire(worker);
+        } else {
+          worker.state = "idle";
+          this.becameIdle(worker);
+        }
       }
       this.dispatch(false);
     }
+  }
+
+  /**
+   * The ended task `seq` left the worker unfit (its code still ran — threw, printed, set a
+   * timer — or it left state the worker cannot put back): that task is blamed in the
+   * runner's log (its attempt log is closed), the task running now is not, and the worker
+   * is retired once it is idle.
+   */
+  private onLeftover(worker: Worker, seq: number, what: string): void {
+    const who = worker.history.get(seq);
+    this.log(`task worker ${worker.pid} is not reused: ${who ? `attempt ${who}` : "an earlier task"} ${what}`);
+    worker.tainted = true;
+    if (worker.state === "idle") this.retire(worker);
   }
 
   private becameIdle(worker: Worker): void {
@@ -350,14 +425,15 @@ export class WorkerPool {
   }
 
   /**
-   * Ends the worker's process group — and, when it runs a task, the processes marked as
-   * that attempt's that left the group; `onExit` follows.
+   * Ends the worker's process group — and the processes marked as the attempt `marker`'s
+   * (by default the task it runs) that left the group; `onExit` follows. Resolves when all
+   * of them are gone.
    */
-  private retire(worker: Worker, onEscalate?: () => void): void {
-    if (worker.state === "retiring") return;
+  private retire(worker: Worker, onEscalate?: () => void, marker = worker.job?.request.env[MARKER_VAR]): Promise<void> {
+    if (worker.state === "retiring") return worker.exited;
     worker.state = "retiring";
     clearTimeout(worker.idleTimer);
-    void killProcessGroup(worker.pid, this.opts.killGraceMs, onEscalate, worker.job?.request.env[MARKER_VAR]);
+    return killProcessGroup(worker.pid, this.opts.killGraceMs, onEscalate, marker);
   }
 
   private onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {

@@ -1,7 +1,11 @@
 /**
  * Process-group control: every attempt runs in a process group of its own (spawned with
  * `detached: true`, so its pgid is the child's pid), and ending an attempt means ending
- * that whole group — grandchildren and backgrounded jobs included (SPEC §4).
+ * that whole group — grandchildren and backgrounded jobs included (SPEC §4) — and the
+ * processes that left it (`setsid`, daemons), found by the attempt's marker in their
+ * environment. That holds on every exit path, a normal exit included; finding marked
+ * processes after a normal exit is kept cheap by looking only at pids handed out since
+ * the attempt started (`findMarkedSince`).
  *
  * Zombies: `kill(-pgid, 0)` succeeds while any member is a zombie, and an orphaned
  * grandchild that died is reaped by PID 1 — which in containers may take seconds, or never
@@ -9,7 +13,7 @@
  * that is not a zombie" (read from /proc); elsewhere the signal probe is all there is.
  */
 import type { ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { processAlive } from "../../common/process-alive";
 
 export { processAlive };
@@ -131,22 +135,81 @@ export function killProcessGroup(pgid: number, graceMs: number, onEscalate?: () 
 export function findMarkedProcesses(marker: string): number[] {
   if (!isLinux) return [];
   const needle = Buffer.from(`${MARKER_VAR}=${marker}\0`);
-  const found: number[] = [];
-  for (const pid of procPids()) {
-    let environ: Buffer;
-    try {
-      environ = readFileSync(`/proc/${pid}/environ`);
-    } catch {
-      continue; // gone, or another user's process
+  return procPids().filter((pid) => carriesMarker(pid, needle));
+}
+
+/**
+ * The pid the kernel handed out last (Linux: the 5th field of /proc/loadavg, for this pid
+ * namespace), or undefined. Pids are handed out in increasing order, wrapping at pid_max:
+ * so a process created after a given pid was handed out has a larger pid, or the counter
+ * wrapped. One small read (~20 µs), where a scan of every process's environ costs about
+ * 1 ms per hundred processes.
+ */
+export function lastPid(): number | undefined {
+  if (!isLinux) return undefined;
+  let text: string;
+  try {
+    text = readFileSync("/proc/loadavg", "latin1");
+  } catch {
+    return undefined;
+  }
+  const last = Number(text.slice(text.lastIndexOf(" ") + 1));
+  return Number.isInteger(last) && last > 0 ? last : undefined;
+}
+
+/** Whether /proc/loadavg counts pids as /proc names them (it does, unless the pid namespaces differ). */
+const lastPidUsable = ((): boolean => {
+  const last = lastPid();
+  return last !== undefined && last >= process.pid;
+})();
+
+/** Ranges up to this many pids are probed one by one (`existsSync`, ~3 µs each); wider ones from a /proc listing. */
+const PROBE_RANGE = 16;
+
+function carriesMarker(pid: number, needle: Buffer): boolean {
+  let environ: Buffer;
+  try {
+    environ = readFileSync(`/proc/${pid}/environ`);
+  } catch {
+    return false; // gone, or another user's process
+  }
+  for (let at = environ.indexOf(needle); at !== -1; at = environ.indexOf(needle, at + 1)) {
+    if (at === 0 || environ[at - 1] === 0) return true;
+  }
+  return false;
+}
+
+/**
+ * `findMarkedProcesses(marker)`, looking only at processes created after pid `after` was
+ * handed out (an attempt's processes are all younger than the first one it started, or,
+ * for a warm TS worker, than the last pid seen when its previous task ended). `last` is
+ * the last pid handed out when this looked: the `after` of the next such question.
+ * Cheap when nothing or little was started meanwhile: one read of /proc/loadavg, then one
+ * probe per pid handed out since; the whole /proc is read only when something is found
+ * (for the exact list) or /proc/loadavg cannot be used.
+ */
+export function findMarkedSince(after: number, marker: string): { pids: number[]; last: number } {
+  if (!isLinux) return { pids: [], last: after };
+  const last = lastPidUsable ? lastPid() : undefined;
+  if (last === undefined) return { pids: findMarkedProcesses(marker), last: after };
+  if (last === after) return { pids: [], last };
+  const needle = Buffer.from(`${MARKER_VAR}=${marker}\0`);
+  let hit = false;
+  if (last > after && last - after <= PROBE_RANGE) {
+    // Thread ids are probed too (they share the pid counter): a thread's environ is its process's.
+    for (let pid = after + 1; pid <= last && !hit; pid++) {
+      if (pid !== process.pid && existsSync(`/proc/${pid}/environ`)) hit = carriesMarker(pid, needle);
     }
-    for (let at = environ.indexOf(needle); at !== -1; at = environ.indexOf(needle, at + 1)) {
-      if (at === 0 || environ[at - 1] === 0) {
-        found.push(pid);
+  } else {
+    const younger = last > after ? (pid: number) => pid > after : (pid: number) => pid > after || pid <= last; // wrapped
+    for (const pid of procPids()) {
+      if (younger(pid) && carriesMarker(pid, needle)) {
+        hit = true;
         break;
       }
     }
   }
-  return found;
+  return { pids: hit ? findMarkedProcesses(marker) : [], last };
 }
 
 /** How a spawned process tree ended, as `waitForTree` saw it. */
@@ -158,17 +221,33 @@ export interface TreeExit {
 /** How long to wait for the output pipes to close once the group is gone, before giving up on them. */
 const PIPE_CLOSE_WAIT_MS = 2000;
 
+/** What the main process of an attempt left running when it exited. */
+export interface Leftovers {
+  /** Members of its process group were alive. */
+  inGroup: boolean;
+  /** Processes carrying the attempt's marker outside the group (setsid, a daemon): their pids. */
+  escaped: number[];
+}
+
 /**
  * Resolves when the group leader `child` (spawned `detached`) has exited, its output is
- * read, and its process group is gone. Members still alive when the leader exits are
- * ended (`onLeftovers` is told): they belong to the attempt, would outlive it, and would
- * keep the output pipes open. (A process being killed closes its pipes before it is gone,
- * so the output closing says nothing about the group.) A process that left the group
- * (setsid) but still holds a pipe is not waited for: once the group is gone, pipes not
- * closed within a moment are destroyed — unless a reader paused them for backpressure;
- * then the wait starts again.
+ * read, and its process group is gone — and, with the attempt's `marker`, every process
+ * carrying it too. What is still alive when the leader exits is ended (SIGTERM, SIGKILL
+ * after `graceMs`; `onLeftovers` is told, and what it returns is called on the SIGKILL):
+ * it belongs to the attempt, would outlive it, and may keep the output pipes open. (A
+ * process being killed closes its pipes before it is gone, so the output closing says
+ * nothing about the group.) Marked processes outside the group are looked for with
+ * `findMarkedSince(child.pid)`: a read of /proc/loadavg when nothing else was started.
+ * A process that left the group and dropped the marker but still holds a pipe is not
+ * waited for: once the tree is gone, pipes not closed within a moment are destroyed —
+ * unless a reader paused them for backpressure; then the wait starts again.
  */
-export function waitForTree(child: ChildProcess, graceMs: number, onLeftovers?: () => void): Promise<TreeExit> {
+export function waitForTree(
+  child: ChildProcess,
+  graceMs: number,
+  onLeftovers?: (leftovers: Leftovers) => (() => void) | void,
+  marker?: string,
+): Promise<TreeExit> {
   return new Promise((resolve) => {
     let exit: TreeExit | undefined;
     let outputClosed = false;
@@ -202,9 +281,11 @@ export function waitForTree(child: ChildProcess, graceMs: number, onLeftovers?: 
     child.once("exit", (code, signal) => {
       exit = { code, signal };
       const pgid = child.pid!;
-      if (!processGroupAlive(pgid)) return whenGroupGone();
-      onLeftovers?.();
-      void killProcessGroup(pgid, graceMs).then(whenGroupGone);
+      const inGroup = processGroupAlive(pgid);
+      const escaped = marker === undefined || inGroup ? [] : findMarkedSince(pgid, marker).pids;
+      if (!inGroup && escaped.length === 0) return whenGroupGone();
+      const onEscalate = onLeftovers?.({ inGroup, escaped }) ?? undefined;
+      void killProcessGroup(pgid, graceMs, onEscalate, marker).then(whenGroupGone);
     });
   });
 }

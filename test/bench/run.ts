@@ -31,6 +31,7 @@ import { benchDag } from "./dag";
 import { benchExtension } from "./extension";
 import { generateWorkflow, generatedTaskId, mulberry32 } from "./generate";
 import { benchRunner } from "./runner";
+import { benchScale } from "./scale";
 
 type Row = Record<string, unknown>;
 
@@ -445,13 +446,14 @@ async function main(): Promise<void> {
   console.log(`Tideflow bench — ${machine.cpu}, ${machine.cores} cores, ${machine.total_mem_gb} GB, Node ${machine.node}, TypeScript ${machine.typescript}, ${machine.date}`);
   const started = performance.now();
 
-  // Parts to run: `npm run bench -- runner extension`, or TIDEFLOW_BENCH=edits,dag,memory,cli,runner,extension; all by default.
-  const only = new Set((process.argv.slice(2).join(",") || process.env.TIDEFLOW_BENCH || "edits,dag,memory,cli,runner,extension").split(",").filter(Boolean));
+  // Parts to run: `npm run bench -- runner extension`, or TIDEFLOW_BENCH=edits,dag,memory,cli,runner,scale,extension; all by default.
+  const only = new Set((process.argv.slice(2).join(",") || process.env.TIDEFLOW_BENCH || "edits,dag,memory,cli,runner,scale,extension").split(",").filter(Boolean));
   if (only.has("edits")) await benchEditsAndFeatures();
   if (only.has("dag")) await benchDagRequests();
   if (only.has("memory")) await benchMemory();
   if (only.has("cli")) benchCli();
   if (only.has("runner")) await benchRunner({ goal, printTable, addRow: (row) => rows.push(row) });
+  if (only.has("scale")) await benchScale({ goal, printTable, addRow: (row) => rows.push(row) });
   if (only.has("extension")) await benchExtension({ goal, printTable, addRow: (row) => rows.push(row) });
 
   printTable(

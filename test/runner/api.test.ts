@@ -259,7 +259,7 @@ test("the engine's refusals keep their code, and wrong-state its states", async 
   ws.write("go-gate", "");
   await until("the gate run to end", async () => (await client.request("runs.get", { run: run.id })).state === "success");
   const noneLeft = await refused("task.operate", { run: run.id, op: "kill" }, "nothing-to-do");
-  assert.match(noneLeft.message, /^kill run needs a task in state not_run, waiting, running or paused/);
+  assert.match(noneLeft.message, /^kill run needs a waiting or running task, or a workflow instance not started yet/);
 });
 
 test("runs.plan answers what runs.create would create, creating nothing: no record, no bundle, no run id", async () => {

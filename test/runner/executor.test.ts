@@ -267,7 +267,7 @@ describe("shell tasks", () => {
     assertNothingLeft(o);
   });
 
-  test("an attempt ends when its process exits even if an escaped process holds its output open", async () => {
+  test("an attempt ends when its process exits; a process that escaped its group (setsid) is ended too", async () => {
     // The pause lets the background child leave the group before bash exits (otherwise it
     // is still in the group, a leftover, and ended).
     const e = effect({ command: "setsid sleep 300 & sleep 0.3; echo bye" });
@@ -276,8 +276,9 @@ describe("shell tasks", () => {
       assert.deepEqual(o.exit, { exitCode: 0 });
       assert.ok(o.entries.includes("stdout INFO bye"));
       assert.ok(o.ms < 5000, `took ${o.ms} ms`);
-      // Not killed on a normal exit: it left the attempt's group on purpose.
-      assert.equal(findMarkedProcesses(o.marker).length, 1);
+      // Ended on a normal exit too: it carries the attempt's marker.
+      assert.equal(findMarkedProcesses(o.marker).length, 0);
+      assert.ok(o.entries.some((l) => /left 1 process\(es\) outside its group/.test(l)), o.entries.join("\n"));
     } finally {
       for (const pid of findMarkedProcesses(attemptMarker(e))) process.kill(pid, "SIGKILL");
     }
@@ -556,13 +557,13 @@ describe("close", () => {
     assert.equal(own.executor.active(), 2);
     await own.close();
     const [s, t] = await Promise.all(outcomes);
-    assert.deepEqual(s.exit, { signal: "SIGTERM" });
-    assert.deepEqual(t.exit, { signal: "SIGTERM" });
-    assert.ok(s.entries.some((l) => l.startsWith("system WARN kill requested (runner shutting down)")));
+    assert.deepEqual(s.exit, { signal: "SIGTERM", interrupted: true });
+    assert.deepEqual(t.exit, { signal: "SIGTERM", interrupted: true });
+    assert.ok(s.entries.some((l) => l.startsWith("system WARN kill requested (the runner is stopping)")));
     assertNothingLeft(s);
     assertNothingLeft(t);
     assert.equal(own.executor.active(), 0);
     const late = await own.start(effect());
-    assert.deepEqual(late.exit, { error: "the runner is shutting down" });
+    assert.deepEqual(late.exit, { error: "not started: the runner is stopping", interrupted: true });
   });
 });

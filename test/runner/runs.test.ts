@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import type { Run, TaskInstance } from "../../protocol/runner";
 import { findMarkedProcesses, processGroupAlive } from "../../runner/exec/process-tree";
-import type { RunDocument } from "../../runner/cli-format";
+import { formatRun, type RunDocument } from "../../runner/cli-format";
+import { RunnerError } from "../../common/runner-client";
 import { type Workspace, until, workspace } from "./fixture";
 
 let ws: Workspace;
@@ -34,6 +35,11 @@ export default workflow("flaky", { tasks: [flaky, next] });
 export const gate = shell("gate", "while [ ! -f go ]; do sleep 0.05; done");
 export const later = shell("later", { upstream: [gate] }, "echo later");
 export default workflow("gate", { tasks: [gate, later] });
+`,
+  "stubborn.flow.ts": `import { workflow, shell } from "tideflow";
+export const stubborn = shell("stubborn", "trap 'trap : TERM; echo got TERM; sleep 0.5; echo still writing; exit 0' TERM; echo up; while true; do sleep 0.1; done");
+export const after = shell("after", { upstream: [stubborn] }, "echo after ran");
+export default workflow("stubborn", { tasks: [stubborn, after] });
 `,
   "timeout.flow.ts": `import { workflow, shell } from "tideflow";
 export const stuck = shell("stuck", { timeout: "300ms" }, "trap '' TERM; sleep 300 & wait");
@@ -133,7 +139,7 @@ test("kill ends the task's whole process tree; downstream stays not_run; rerun r
 
   const killed = await ws.cli(["kill", id, "slow"]);
   assert.equal(killed.code, 0, killed.stderr);
-  assert.match(killed.stdout, /slow on .*: running → killed/);
+  assert.match(killed.stdout, /slow on .*: running, attempt 1 being killed/);
   await until("the process group to be gone", () => !processGroupAlive(pid));
   assert.deepEqual(findMarkedProcesses(marker), []);
   const run = await until("the attempt's end to be recorded", async () => {
@@ -158,6 +164,54 @@ test("kill ends the task's whole process tree; downstream stays not_run; rerun r
   const killRun = await ws.cli(["kill", id]);
   assert.equal(killRun.code, 0, killRun.stderr);
   await until("attempt 2's group to be gone", () => !processGroupAlive(again.attempts[1].pid!));
+});
+
+test("kill of a task that traps TERM: running (being killed) until its processes are gone; no rerun, set-success or downstream before; then killed", async () => {
+  const started = await ws.cli(["test", "stubborn.flow.ts", "--detach"]);
+  assert.equal(started.code, 0, started.stderr);
+  const id = started.stdout.trim();
+  await until("stubborn to print", async () => (await ws.cli(["logs", id, "stubborn"])).stdout.includes("stdout INFO up"));
+  const client = await ws.client();
+  try {
+    const refusal = async (op: "rerun" | "set-success" | "kill") => {
+      try {
+        await client.request("task.operate", { run: id, task: "stubborn", op });
+      } catch (e) {
+        assert.ok(e instanceof RunnerError, String(e));
+        return e;
+      }
+      assert.fail(`${op} was not refused while the killed attempt still runs`);
+    };
+    const killed = await client.request("task.operate", { run: id, task: "stubborn", op: "kill", by: "test" });
+    assert.deepEqual(killed.counts, { "running: being killed": 1 });
+    // The trap keeps the task going for 0.5 s: it is not killed yet, and nothing may act as if it were.
+    const during = await getRun(id);
+    const t = taskOf(during, "stubborn");
+    assert.equal(t.state, "running");
+    assert.ok(t.attempts[0].killRequestedAt !== undefined);
+    assert.equal((await refusal("rerun")).code, "wrong-state");
+    assert.equal((await refusal("set-success")).code, "wrong-state");
+    const again = await refusal("kill");
+    assert.equal(again.code, "kill-pending");
+    assert.match(again.message, /is being killed already/);
+    assert.match(formatRun(during), /stubborn +running +attempt 1 .*being killed/);
+  } finally {
+    client.close();
+  }
+  const run = await until("the attempt to end", async () => {
+    const run = await getRun(id);
+    return taskOf(run, "stubborn").attempts[0].endedAt !== undefined && run;
+  });
+  const t = taskOf(run, "stubborn");
+  assert.equal(t.state, "killed");
+  assert.equal(t.attempts.length, 1);
+  assert.equal(taskOf(run, "after").state, "not_run");
+  assert.equal(taskOf(run, "after").attempts.length, 0);
+  assert.deepEqual(findMarkedProcesses(`${run.instances[0].id}/stubborn/1`), []);
+  const log = (await ws.cli(["logs", id, "stubborn"])).stdout;
+  // The kill request, then the task's last words, then its end: one attempt, in order.
+  const order = ["kill requested", "stdout INFO still writing", "attempt 1 finished"].map((l) => log.indexOf(l));
+  assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), log);
 });
 
 test("a timeout kills the attempt (SIGKILL after the grace when TERM is ignored) and fails it", async () => {

@@ -673,26 +673,44 @@ describe("retries and timeouts", () => {
 // ---------------------------------------------------------------------------------------
 
 describe("operations", () => {
-  test("kill a running task: kill effect, killed at once; its exit report does not change that", () => {
+  test("kill a running task: kill effect; running (being killed) until its exit, then killed; nothing needing it ended starts before", () => {
     const d = new Driver();
     d.create(testSpec(), salesFlow());
     const inst = d.instanceId();
     const k = d.op(d.engine.kill({ instanceId: inst, task: "extract" }, T0 + 10, "cli"));
     assert.deepEqual(kills(k), [{ type: "kill", runId: "run-1", instanceId: inst, task: "extract", attempt: 1, reason: "operator" }]);
-    assert.deepEqual(d.states(), { extract: "killed", load: "not_run", report: "not_run" });
-    assert.equal(d.run().state, "killed");
+    assert.deepEqual(k.records.map((r) => r.type), ["attempt.kill-requested"]);
+    assert.deepEqual(d.states(), { extract: "running", load: "not_run", report: "not_run" }, "the process may still run");
+    assert.equal(d.task("extract").attempts[0].killRequestedAt, T0 + 10);
+    assert.equal(d.run().state, "running");
+    // Until the processes are gone: no rerun, no set success, no second kill.
+    assert.match(refusal(d.engine.rerun({ instanceId: inst, task: "extract" }, T0 + 11), "wrong-state"), /is running$/);
+    assert.match(refusal(d.engine.setSuccess({ instanceId: inst, task: "extract" }, T0 + 11), "wrong-state"), /is running$/);
+    assert.match(refusal(d.engine.kill({ instanceId: inst, task: "extract" }, T0 + 11), "kill-pending"), /^`extract` on 2026-11-19 is being killed already/);
     d.now = T0 + 20;
     const report = d.exit("extract", { signal: "SIGTERM" });
-    assert.deepEqual(report.records.map((r) => r.type), ["attempt.ended"]);
+    assert.deepEqual(report.records.map((r) => r.type), ["attempt.ended", "task.state", "instance.state", "run.state"]);
     assert.equal(d.task("extract").state, "killed");
     assert.equal(d.task("extract").attempts[0].signal, "SIGTERM");
     assert.equal(d.task("extract").attempts[0].endedAt, T0 + 20);
     assert.deepEqual(historyOf(d, "extract").at(-1), ["running", "killed", "operator", "cli"]);
+    assert.equal(d.run().state, "killed");
     assert.equal(
       refusal(d.engine.kill({ instanceId: inst, task: "extract" }, d.now), "wrong-state", { state: "killed", allowed: ["waiting", "running"] }),
       "kill needs state waiting or running; `extract` on 2026-11-19 is killed",
     );
     assert.equal(refusal(d.engine.kill({ instanceId: inst, task: "load" }, d.now), "wrong-state", { state: "not_run", allowed: ["waiting", "running"] }), "kill needs state waiting or running; `load` on 2026-11-19 is not_run");
+    d.checkReplay();
+  });
+
+  test("a kill requested at a timeout's deadline: the attempt ends killed, not timed out, and no second kill is sent", () => {
+    const d = new Driver();
+    d.create(testSpec(), salesFlow({ extract: { timeoutMs: 1000 } }));
+    const inst = d.instanceId();
+    d.op(d.engine.kill({ instanceId: inst, task: "extract" }, T0 + 10, "cli"));
+    assert.deepEqual(kills(d.tick(T0 + 5000)), [], "the deadline of an attempt being killed sends no kill");
+    d.exit("extract", { signal: "SIGKILL" });
+    assert.equal(d.task("extract").state, "killed");
     d.checkReplay();
   });
 
@@ -892,25 +910,27 @@ describe("operations", () => {
     d.checkReplay();
   });
 
-  test("kill run stops everything, queued instances included; rerun failed brings it back in order", () => {
+  test("kill run kills running and waiting tasks and cancels queued instances; rerun failed brings it back in order", () => {
     const d = new Driver();
     d.create(backfillSpec("2026-11-01", "2026-11-03"), salesFlow());
     const k = d.op(d.engine.killRun({ runId: "run-1" }, T0 + 5, "cli"));
     assert.deepEqual(kills(k).map((e) => [e.task, e.instanceId]), [["extract", d.instanceId("run-1", 0)]]);
     assert.deepEqual(starts(k), []);
-    for (let i = 0; i < 3; i++) assert.deepEqual(d.states("run-1", i), { extract: "killed", load: "killed", report: "killed" });
-    assert.ok(d.run().instances.every((i) => i.state === "finished"));
+    assert.deepEqual(d.states("run-1", 0), { extract: "running", load: "not_run", report: "not_run" }, "being killed");
+    for (let i = 1; i < 3; i++) assert.deepEqual(d.states("run-1", i), { extract: "not_run", load: "not_run", report: "not_run" });
+    assert.deepEqual(d.run().instances.map((i) => i.state), ["active", "finished", "finished"], "queued instances are cancelled");
+    assert.equal(d.run().state, "running");
+    assert.match(refusal(d.engine.killRun({ runId: "run-1" }, T0 + 6), "nothing-to-do"), /^kill run needs a waiting or running task, or a workflow instance not started yet; run run-1 has none/);
+    d.now = T0 + 7;
+    const gone = d.exit("extract", { signal: "SIGTERM" }, d.instanceId("run-1", 0), 1);
+    assert.deepEqual(starts(gone), [], "nothing starts after a kill run");
+    assert.equal(d.states("run-1", 0).extract, "killed");
     assert.equal(d.run().state, "killed");
-    assert.match(refusal(d.engine.killRun({ runId: "run-1" }, T0 + 6), "nothing-to-do"), /^kill run needs a task in state not_run, waiting, running or paused; run run-1 has none \(run state killed\)$/);
 
     const r = d.op(d.engine.rerunFailed({ runId: "run-1" }, T0 + 10, "vscode"));
     assert.deepEqual(starts(r).map((s) => [s.task, s.bizdate, s.attempt]), [["extract", "2026-11-01", 2]]);
     assert.deepEqual(d.states("run-1", 0), { extract: "running", load: "not_run", report: "not_run" });
     assert.deepEqual(d.run().instances.map((i) => i.state), ["active", "queued", "queued"]);
-    // The killed attempt's exit arrives late: it is recorded, and changes no state.
-    const late = d.exit("extract", { signal: "SIGKILL" }, d.instanceId("run-1", 0), 1);
-    assert.deepEqual(late.records.map((x) => x.type), ["attempt.ended"]);
-    assert.equal(d.task("extract").state, "running");
     d.drain();
     assert.equal(d.run().state, "success");
     assert.deepEqual(d.started.map((s) => s.bizdate), [
@@ -927,7 +947,7 @@ describe("operations", () => {
     ]);
     assert.equal(
       refusal(d.engine.rerunFailed({ runId: "run-1" }, d.now), "nothing-to-do"),
-      "rerun failed needs a failed or killed task; run run-1 has none (run state success)",
+      "rerun failed needs a failed or killed task or a cancelled workflow instance; run run-1 has none (run state success)",
     );
     assert.equal(refusal(d.engine.killRun({ runId: "run-9" }, d.now), "no-run"), "no run `run-9`");
     d.checkReplay();
@@ -938,15 +958,16 @@ describe("operations", () => {
     d.create(backfillSpec("2026-11-01", "2026-11-02", { parallelism: 2 }), salesFlow());
     const [i0, i1] = [d.instanceId("run-1", 0), d.instanceId("run-1", 1)];
     d.op(d.engine.killRun({ runId: "run-1", instanceId: i1 }, T0, "cli"));
-    assert.deepEqual(d.states("run-1", 1), { extract: "killed", load: "killed", report: "killed" });
+    assert.deepEqual(d.states("run-1", 1), { extract: "running", load: "not_run", report: "not_run" });
+    d.exit("extract", { signal: "SIGTERM" }, i1, 1);
+    assert.deepEqual(d.states("run-1", 1), { extract: "killed", load: "not_run", report: "not_run" });
     assert.equal(d.states("run-1", 0).extract, "running");
-    d.live.delete(key(i1, "extract", 1));
     d.drain();
     assert.deepEqual(d.states("run-1", 0), { extract: "success", load: "success", report: "success" });
     assert.equal(d.run().state, "killed");
     assert.equal(
       refusal(d.engine.rerunFailed({ runId: "run-1", instanceId: i0 }, d.now), "nothing-to-do"),
-      "rerun failed needs a failed or killed task; the instance on 2026-11-01 has none (run state killed)",
+      "rerun failed needs a failed or killed task or a cancelled workflow instance; the instance on 2026-11-01 has none (run state killed)",
     );
     assert.equal(refusal(d.engine.killRun({ runId: "run-1", instanceId: "run-1@x" }, d.now), "no-instance"), "run run-1 has no workflow instance `run-1@x`");
     d.op(d.engine.rerunFailed({ runId: "run-1", instanceId: i1 }, d.now, "cli"));
@@ -965,7 +986,7 @@ describe("operations", () => {
     // extract is rerun and killed: now extract and report are "failed or killed", load stays success.
     d.op(d.engine.rerun({ instanceId: inst, task: "extract" }, d.now, "cli"));
     d.op(d.engine.kill({ instanceId: inst, task: "extract" }, d.now, "cli"));
-    d.live.clear();
+    d.exit("extract", { signal: "SIGTERM" });
     const r = d.op(d.engine.rerunFailed({ runId: "run-1" }, d.now, "cli"));
     assert.deepEqual(starts(r).map((s) => s.task), ["extract"]);
     assert.deepEqual(d.task("report").after, ["extract"]);
@@ -1032,12 +1053,13 @@ describe("exit reports, recovery and replay", () => {
     d.create(testSpec(), salesFlow());
     const inst = d.instanceId();
     d.op(d.engine.kill({ instanceId: inst, task: "extract" }, T0, "cli"));
+    d.exit("extract", { signal: "SIGTERM" }, inst, 1);
     d.op(d.engine.rerun({ instanceId: inst, task: "extract" }, T0 + 1, "cli"));
-    assert.equal(d.live.size, 2);
+    assert.equal(d.live.size, 1);
     d.now = T0 + 2;
-    d.exit("extract", { exitCode: 0 }, inst, 1);
+    // A duplicate report of attempt 1 (ended already) changes nothing.
+    assert.deepEqual(d.engine.onAttemptExit(inst, "extract", 1, { exitCode: 0 }, d.now), { ok: true, records: [], effects: [] });
     assert.equal(d.task("extract").state, "running");
-    assert.equal(d.task("extract").attempts[0].endedAt, T0 + 2);
     assert.equal(d.task("extract").attempts[1].endedAt, undefined);
     assert.equal(d.states().load, "not_run");
     d.exit("extract", { exitCode: 0 }, inst, 2);
@@ -1045,9 +1067,9 @@ describe("exit reports, recovery and replay", () => {
     d.checkReplay();
   });
 
-  test("recover after a crash: running attempts fail (retries apply), killed ones are closed", () => {
+  test("recover after a crash: lost attempts run again as failover attempts that keep their retry count; killed ones are closed; adopted ones are left alone", () => {
     const d = new Driver();
-    const wf = workflow("daily_sales", { a: { retries: 1 }, b: {}, c: {} });
+    const wf = workflow("daily_sales", { a: { retries: 1 }, b: {}, c: {}, e: {} });
     d.create(testSpec(), wf);
     const inst = d.instanceId();
     d.op(d.engine.kill({ instanceId: inst, task: "c" }, T0 + 1, "cli"));
@@ -1055,24 +1077,61 @@ describe("exit reports, recovery and replay", () => {
     const restarted = Engine.replay(JSON.parse(JSON.stringify(d.records)) as EngineRecord[]);
     assert.deepEqual(restarted.snapshot(), d.engine.snapshot());
     const later = T0 + 60_000;
-    const rec = restarted.recover(later);
+    const rec = restarted.recover(later, new Set([`${inst}/e/1`]));
     const after = restarted.getInstance(inst)!;
     const byTask = Object.fromEntries(after.tasks.map((t) => [t.task, t]));
     assert.equal(byTask.a.attempts[0].error, RECOVERY_ERROR);
     assert.equal(byTask.b.attempts[0].error, RECOVERY_ERROR);
     assert.equal(byTask.c.attempts[0].error, RECOVERY_KILLED_ERROR);
-    assert.deepEqual(starts(rec).map((s) => [s.task, s.attempt]), [["a", 2]], "a has a retry left");
-    assert.equal(byTask.b.state, "failed");
+    assert.equal(byTask.e.attempts[0].endedAt, undefined, "adopted: its exit comes later");
+    assert.equal(byTask.e.state, "running");
+    assert.deepEqual(starts(rec).map((s) => [s.task, s.attempt]), [["a", 2], ["b", 2]], "both run again, no retry needed");
+    assert.deepEqual(byTask.a.attempts.map((x) => [x.cause, x.retry]), [["scheduler", 0], ["recovery", 0]], "a keeps its retry");
     assert.equal(byTask.c.state, "killed");
-    assert.deepEqual(byTask.a.history.slice(2).map((h) => [h.from, h.to, h.cause]), [
+    assert.deepEqual(byTask.b.history.slice(2).map((h) => [h.from, h.to, h.cause]), [
       ["running", "waiting", "recovery"],
-      ["waiting", "running", "retry"],
+      ["waiting", "running", "recovery"],
     ]);
-    assert.deepEqual(byTask.b.history.at(-1), { at: later, from: "running", to: "failed", cause: "recovery", attempt: 1 });
     // The old runner's child reports late: the attempt is closed already.
     assert.deepEqual(restarted.onAttemptExit(inst, "b", 1, { exitCode: 0 }, later + 1), { ok: true, records: [], effects: [] });
-    const journal = [...d.records, ...rec.records];
+    // a's failover attempt fails: its one retry is still there.
+    const failed = restarted.onAttemptExit(inst, "a", 2, { exitCode: 1 }, later + 2);
+    assert.ok(failed.ok);
+    assert.deepEqual(restarted.getInstance(inst)!.tasks.find((t) => t.task === "a")!.attempts.map((x) => [x.cause, x.retry]), [["scheduler", 0], ["recovery", 0], ["retry", 1]]);
+    const journal = [...d.records, ...rec.records, ...failed.records];
     assert.deepEqual(Engine.replay(JSON.parse(JSON.stringify(journal)) as EngineRecord[]).snapshot(), restarted.snapshot());
+  });
+
+  test("recover: an attempt being killed when the runner died ends killed, one past its timeout fails as timed out", () => {
+    const d = new Driver();
+    d.create(testSpec(), workflow("daily_sales", { a: { retries: 2 }, b: { timeoutMs: 1000, retries: 0 } }));
+    const inst = d.instanceId();
+    d.op(d.engine.kill({ instanceId: inst, task: "a" }, T0 + 1, "cli"));
+    d.tick(T0 + 2000);
+    const restarted = Engine.replay(JSON.parse(JSON.stringify(d.records)) as EngineRecord[]);
+    const rec = restarted.recover(T0 + 9000);
+    assert.deepEqual(starts(rec), []);
+    const byTask = Object.fromEntries(restarted.getInstance(inst)!.tasks.map((t) => [t.task, t]));
+    assert.equal(byTask.a.state, "killed");
+    assert.deepEqual(byTask.a.history.at(-1), { at: T0 + 9000, from: "running", to: "killed", cause: "operator", by: "cli", attempt: 1 });
+    assert.equal(byTask.b.state, "failed");
+    assert.equal(byTask.b.history.at(-1)!.cause, "timeout");
+  });
+
+  test("an attempt interrupted by runner stop goes back to waiting, starts nothing while halted, and runs again as a failover attempt", () => {
+    const d = new Driver();
+    d.create(testSpec(), workflow("daily_sales", { a: { retries: 1 } }));
+    const inst = d.instanceId();
+    d.engine.halt();
+    const r = d.exit("a", { signal: "SIGTERM", interrupted: true } as never);
+    assert.deepEqual(starts(r), [], "halted: no retry, no failover now");
+    assert.equal(d.task("a").state, "waiting");
+    assert.match(d.task("a").attempts[0].error ?? "", /runner stop/);
+    assert.deepEqual(r.records.filter((x) => x.type === "attempt.started"), [], "nothing journaled that did not happen");
+    const next = Engine.replay(JSON.parse(JSON.stringify(d.records)) as EngineRecord[]);
+    const rec = next.recover(d.now + 1);
+    assert.deepEqual(starts(rec).map((s) => s.attempt), [2]);
+    assert.deepEqual(next.getInstance(inst)!.tasks[0].attempts.map((x) => [x.cause, x.retry]), [["scheduler", 0], ["recovery", 0]]);
   });
 
   test("a replayed engine makes the same next decisions as the live one", () => {
