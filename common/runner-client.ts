@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import WebSocket from "ws";
-import { processAlive } from "./process-alive";
+import { processCommand, sameProcessAlive } from "./process-alive";
 import type { ApiError, ApiErrorCode, ApiEvent, ApiMethod, ApiMethods, ApiServerMessage, RunnerInfo } from "../protocol/api";
 
 export class RunnerClient {
@@ -110,7 +110,7 @@ export function readRunnerInfo(root: string): RunnerInfo | undefined {
 /** Connects to the workspace's running runner, or undefined when none runs. */
 export async function connectRunning(root: string): Promise<RunnerClient | undefined> {
   const info = readRunnerInfo(root);
-  if (!info || !processAlive(info.pid)) return undefined;
+  if (!info || !sameProcessAlive(info.pid, info.pidStart)) return undefined;
   try {
     return await RunnerClient.connect(info);
   } catch {
@@ -136,17 +136,44 @@ export async function ensureRunner(root: string, runnerPath: string, options: St
     cwd: root,
   });
   let exited: number | null | undefined;
-  child.once("exit", (code) => (exited = code));
+  let exitedAt = 0;
+  child.once("exit", (code) => {
+    exited = code;
+    exitedAt = Date.now();
+  });
   child.unref();
   const deadline = Date.now() + timeoutMs;
+  const log = join(stateDir, "runner.log");
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 25));
     const client = await connectRunning(root);
     if (client) return { client, started: true };
-    // Exit code 3: another runner won a race to start; keep waiting for its runner.json.
-    if (exited !== undefined && exited !== 3) {
-      throw new Error(`the runner exited at start (code ${exited}); see ${join(stateDir, "runner.log")}`);
-    }
+    if (exited !== undefined && exited !== 3) throw new RunnerStartError(`the runner exited at start (code ${exited}); see ${log}`);
+    // Exit code 3: the lock is held by a live process. Another runner that won a race to
+    // start writes its runner.json within moments; one that does not is not answering.
+    if (exited === 3 && Date.now() - exitedAt > LOCK_HOLDER_PATIENCE_MS) throw new RunnerStartError(lockHeldMessage(stateDir));
   }
-  throw new Error(`the runner did not come up within ${timeoutMs / 1000} s; see ${join(stateDir, "runner.log")}`);
+  throw new RunnerStartError(`the runner did not come up within ${timeoutMs / 1000} s; see ${log}`);
+}
+
+/** How long a lock holder that is not answering gets to write its runner.json. */
+const LOCK_HOLDER_PATIENCE_MS = 3000;
+
+/** A runner could not be started or reached; the message says what to do. */
+export class RunnerStartError extends Error {}
+
+function lockHeldMessage(stateDir: string): string {
+  const path = join(stateDir, "runner.lock");
+  let pid: number | undefined;
+  try {
+    const text = readFileSync(path, "utf8").trim();
+    pid = /^\d+$/.test(text) ? Number(text) : (JSON.parse(text) as { pid?: number }).pid;
+  } catch {
+    // gone meanwhile
+  }
+  const command = pid !== undefined ? processCommand(pid) : undefined;
+  return (
+    `${path} is held by pid ${pid ?? "?"}${command ? ` (${command})` : ""}, which does not answer as this workspace's runner; ` +
+    `if it is a stuck runner, stop it (kill ${pid ?? "<pid>"}); if it is not a Tideflow runner, delete ${path}`
+  );
 }

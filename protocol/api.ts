@@ -77,6 +77,8 @@ export interface ApiError {
 /** `.tideflow/runner.json` (mode 0600): how a client finds and authenticates to the runner. */
 export interface RunnerInfo {
   pid: number;
+  /** The runner process's start time (Linux `/proc/<pid>/stat`), so that a reused pid is not taken for it. */
+  pidStart?: string;
   port: number;
   /** Sent as `Authorization: Bearer <token>` on the upgrade request. 32 random bytes, hex. */
   token: string;

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { RunnerError } from "../common/runner-client";
+import { RunnerError, RunnerStartError } from "../common/runner-client";
 import { commandHelp, didYouMean, isUsageError, parseCommand, shortUsage, type Args, type CommandSpec, type OptionSpec } from "./cli/args";
 import { CommandError, NoRunnerError, STATE_FILTERS, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
 import type { TaskOperation } from "../protocol/api";
@@ -266,7 +266,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`tideflow: ${e.message}\n${shortUsage(spec)}`);
       return exitWhenFlushed(2);
     }
-    if (e instanceof RunnerError || e instanceof CommandError) {
+    if (e instanceof RunnerError || e instanceof CommandError || e instanceof RunnerStartError) {
       process.stderr.write(`tideflow: ${e.message}\n`);
       return exitWhenFlushed(1);
     }

@@ -39,6 +39,7 @@ import { Engine, OPERATION_FROM, planRun } from "../common/engine/engine";
 import { bundleWorkflow } from "./exec/bundle";
 import { Executor } from "./exec/executor";
 import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";
+import { processCommand, processStartTime, sameProcessAlive } from "../common/process-alive";
 import { Journal } from "./journal";
 import { LogStore, tightenStateDir } from "./logs";
 
@@ -181,7 +182,15 @@ export class Runner {
 
     const token = randomBytes(32).toString("hex");
     this.api = await startApiServer(token, this.handler(), this.log);
-    this.info = { pid: process.pid, port: this.api.port, token, workspace: this.root, startedAt: Date.now(), version: VERSION };
+    this.info = {
+      pid: process.pid,
+      pidStart: processStartTime(process.pid),
+      port: this.api.port,
+      token,
+      workspace: this.root,
+      startedAt: Date.now(),
+      version: VERSION,
+    };
     const infoPath = join(this.stateDir, "runner.json");
     writeFileSync(`${infoPath}.tmp`, `${JSON.stringify(this.info, null, 2)}\n`, { mode: 0o600 });
     renameSync(`${infoPath}.tmp`, infoPath);
@@ -189,23 +198,34 @@ export class Runner {
   }
 
   /**
-   * One runner per workspace: `.tideflow/runner.lock` holds the pid of the runner that
-   * owns the state. A lock left by a dead process is taken over.
+   * One runner per workspace: `.tideflow/runner.lock` holds the pid and process start
+   * time of the runner that owns the state (`{"pid":…,"start":"…"}`; older runners wrote
+   * the pid alone). A lock whose process is gone, a zombie, or another process that got
+   * the pid since (its start time differs) is stale and taken over, saying so in the log.
    */
   private lock(): void {
     const path = join(this.stateDir, "runner.lock");
+    const mine = JSON.stringify({ pid: process.pid, start: processStartTime(process.pid) });
     for (let tries = 0; tries < 3; tries++) {
       try {
         const fd = openSync(path, "wx", 0o600);
-        writeSync(fd, String(process.pid));
+        writeSync(fd, mine);
         closeSync(fd);
         return;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       }
-      const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
-      if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) {
-        throw new RunnerRunningError(`a runner (pid ${pid}) already serves ${this.root}`);
+      const holder = readLock(path);
+      if (holder && holder.pid !== process.pid && sameProcessAlive(holder.pid, holder.start)) {
+        const command = processCommand(holder.pid);
+        throw new RunnerRunningError(
+          `a runner (pid ${holder.pid}${command ? `: ${command}` : ""}) already serves ${this.root}; ` +
+            `if that process is not a Tideflow runner, stop it or delete ${path}`,
+        );
+      }
+      if (holder) {
+        const why = !processAlive(holder.pid) ? "its process is gone" : holder.pid === process.pid ? "it is this process's" : "its pid now belongs to another process";
+        this.log(`runner.lock of pid ${holder.pid} is stale (${why}): taken over`);
       }
       rmSync(path, { force: true });
     }
@@ -639,6 +659,24 @@ export class Runner {
 }
 
 export class RunnerRunningError extends Error {}
+
+/** The holder of a runner.lock: `{"pid","start"}`, or a bare pid (older runners); undefined when unreadable. */
+function readLock(path: string): { pid: number; start?: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+  if (/^\d+$/.test(text)) return { pid: Number(text) };
+  try {
+    const v = JSON.parse(text) as { pid?: unknown; start?: unknown };
+    if (typeof v.pid === "number" && Number.isInteger(v.pid)) return { pid: v.pid, ...(typeof v.start === "string" ? { start: v.start } : {}) };
+  } catch {
+    // torn or foreign: stale
+  }
+  return undefined;
+}
 
 /** The engine's refusal as the API answers it: the same code, sentence and states. */
 function refused(r: Refusal): ApiFailure {
