@@ -97,8 +97,20 @@ function signalPids(pids: number[], signal: NodeJS.Signals): void {
  * Polls with a growing interval (5 ms to 50 ms): a group that obeys SIGTERM is usually
  * gone within the first polls.
  */
+/** The process group of `pid` (from /proc/<pid>/stat), or undefined when unknown. */
+function groupOf(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[2]);
+  } catch {
+    return undefined;
+  }
+}
+
 export function killProcessGroup(pgid: number, graceMs: number, onEscalate?: () => void, marker?: string): Promise<void> {
-  const escaped = (): number[] => (marker === undefined ? [] : findMarkedProcesses(marker));
+  // Marked processes outside the group: those inside get the group's signal once, not twice
+  // (a task that traps TERM must see one TERM per kill).
+  const escaped = (): number[] => (marker === undefined ? [] : findMarkedProcesses(marker).filter((pid) => groupOf(pid) !== pgid));
   const alive = (): boolean => processGroupAlive(pgid) || escaped().length > 0;
   if (!alive()) return Promise.resolve();
   signalGroup(pgid, "SIGTERM");

@@ -37,7 +37,7 @@ export const later = shell("later", { upstream: [gate] }, "echo later");
 export default workflow("gate", { tasks: [gate, later] });
 `,
   "stubborn.flow.ts": `import { workflow, shell } from "tideflow";
-export const stubborn = shell("stubborn", "trap 'trap : TERM; echo got TERM; sleep 0.5; echo still writing; exit 0' TERM; echo up; while true; do sleep 0.1; done");
+export const stubborn = shell("stubborn", "trap 'echo got TERM; sleep 0.5; echo still writing; exit 0' TERM; echo up; while true; do sleep 0.1; done");
 export const after = shell("after", { upstream: [stubborn] }, "echo after ran");
 export default workflow("stubborn", { tasks: [stubborn, after] });
 `,
@@ -212,6 +212,7 @@ test("kill of a task that traps TERM: running (being killed) until its processes
   // The kill request, then the task's last words, then its end: one attempt, in order.
   const order = ["kill requested", "stdout INFO still writing", "attempt 1 finished"].map((l) => log.indexOf(l));
   assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), log);
+  assert.equal(log.match(/stdout INFO got TERM/g)?.length, 1, `one kill, one TERM:\n${log}`);
 });
 
 test("a timeout kills the attempt (SIGKILL after the grace when TERM is ignored) and fails it", async () => {
