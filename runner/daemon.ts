@@ -169,8 +169,8 @@ export class Runner {
       },
     });
 
-    await this.endLeftovers();
-    const recovered = this.engine.recover(Date.now());
+    const adopted = await this.adoptOrEndLeftovers();
+    const recovered = this.engine.recover(Date.now(), adopted);
     this.commit(recovered);
     this.journal.setSnapshotSource(() => this.engine.snapshotEntries());
     if (this.journalDamage) {
@@ -232,9 +232,33 @@ export class Runner {
     throw new Error(`cannot take ${path}`);
   }
 
-  /** Ends every process a previous (crashed) runner left for attempts the journal shows unended. */
-  private async endLeftovers(): Promise<void> {
-    const unended = this.engine.unendedAttempts();
+  /**
+   * Attempts the journal shows unended, after a crash: a shell attempt started with
+   * capture files is adopted (executor `adopt`: it keeps running, its output and exit are
+   * read on; an operator's pending kill is sent again); others (TS tasks, whose worker
+   * died with the runner's IPC channel, and attempts of older runners) have their leftover
+   * processes ended, and `recover` runs them again as failover attempts. Returns the
+   * adopted attempts' markers.
+   */
+  private async adoptOrEndLeftovers(): Promise<Set<string>> {
+    const adopted = new Set<string>();
+    const rest: ReturnType<Engine["unendedAttempts"]> = [];
+    for (const a of this.engine.unendedAttempts()) {
+      const effect = a.pid !== undefined ? this.engine.attemptEffect(a.instanceId, a.task, a.attempt) : undefined;
+      if (effect && effect.kind === "shell" && this.executor.adopt(effect, a.pid!, this.engine.viewInstance(a.instanceId)?.tasks.find((t) => t.task === a.task)?.attempts[a.attempt - 1]?.startedAt)) {
+        const marker = `${a.instanceId}/${a.task}/${a.attempt}`;
+        adopted.add(marker);
+        this.log(`adopted ${a.task} on ${a.instanceId} attempt ${a.attempt} (process group ${a.pid})`);
+        const pending = this.engine.pendingKillOf(a.instanceId, a.task, a.attempt);
+        if (pending) this.executor.kill({ type: "kill", runId: a.runId, instanceId: a.instanceId, task: a.task, attempt: a.attempt, reason: pending });
+      } else rest.push(a);
+    }
+    await this.endLeftovers(rest);
+    return adopted;
+  }
+
+  /** Ends every process a previous (crashed) runner left for these unended attempts. */
+  private async endLeftovers(unended: ReturnType<Engine["unendedAttempts"]>): Promise<void> {
     const grace = this.options.killGraceMs ?? 5000;
     await Promise.all(
       unended.map(async (a) => {

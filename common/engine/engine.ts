@@ -44,6 +44,7 @@ import type {
   RunOrder,
   RunScope,
   RunSpec,
+  StartEffect,
   RunState,
   RunSummary,
   RunTask,
@@ -776,6 +777,37 @@ export class Engine {
     const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid };
     this.apply(record);
     return record;
+  }
+
+  /** The `start` effect of an existing attempt, as `startTask` made it: what an executor needs to adopt it. */
+  attemptEffect(instanceId: string, task: string, attempt: number): StartEffect | undefined {
+    const idx = this.instances.get(instanceId);
+    const ti = idx?.tasks.get(task);
+    const a = ti?.attempts[attempt - 1];
+    if (!idx || !ti || !a) return undefined;
+    const def = idx.run.defs.get(task)!;
+    const run = idx.run.run;
+    return {
+      type: "start",
+      ...this.base(idx, task),
+      workflow: run.workflow,
+      file: run.file,
+      kind: def.kind,
+      ...(def.command !== undefined ? { command: def.command } : {}),
+      attempt,
+      bizdate: idx.inst.bizdate,
+      cyctime: idx.inst.cyctime,
+      params: { ...def.params },
+      ...(def.timeoutMs !== undefined ? { timeoutMs: def.timeoutMs } : {}),
+      ...(a.deadline !== undefined ? { deadline: a.deadline } : {}),
+    };
+  }
+
+  /** Why an unended attempt is being killed (`operator`, `timeout`), if it is. */
+  pendingKillOf(instanceId: string, task: string, attempt: number): "operator" | "timeout" | undefined {
+    const a = this.instances.get(instanceId)?.tasks.get(task)?.attempts[attempt - 1];
+    if (!a || a.endedAt !== undefined) return undefined;
+    return a.killRequestedAt !== undefined ? "operator" : a.timedOutAt !== undefined ? "timeout" : undefined;
   }
 
   /** Attempts with no recorded end, and their pids: what a crashed runner may have left running. */

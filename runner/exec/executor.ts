@@ -11,15 +11,18 @@
  *   `onExit` for it; not at all when nothing could be started.
  * - Nothing throws at the caller: failures to start come back through `onExit` with `error`.
  */
+import type { ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, unlink } from "node:fs";
 import { availableParallelism } from "node:os";
-import { relative } from "node:path";
+import { dirname, relative } from "node:path";
 import type { AttemptExit, KillEffect, StartEffect } from "../../protocol/runner";
 import { formatDuration } from "../../common/durations";
 import type { AttemptLog, LogLevel, LogStore } from "../logs";
 import { bundlePath } from "./bundle";
 import { WorkerPool, type PoolOptions, type TaskLogLevel } from "./pool";
-import { killProcessGroup, waitForTree } from "./process-tree";
-import { attemptEnv, attemptMarker, spawnShell } from "./shell";
+import { findMarkedProcesses, killProcessGroup, processGroupAlive, waitForTree } from "./process-tree";
+import { attemptEnv, attemptMarker, capturePaths, spawnShell } from "./shell";
+import { CaptureTail, fileSize, loggedLines, offsetAfterLines, readExitFile } from "./capture";
 
 export interface ExecutorOptions {
   /** The workspace root: the tasks' working directory. */
@@ -42,6 +45,16 @@ export interface ExecutorOptions {
 }
 
 const DEFAULT_KILL_GRACE_MS = 5000;
+/** Capture files are read this soon after a start, then this often while the attempt runs. */
+const CAPTURE_FIRST_POLL_MS = 20;
+const CAPTURE_POLL_MS = 50;
+/** An adopted attempt (not this runner's child) is checked for its end this often. */
+const ADOPTED_POLL_MS = 100;
+export const ADOPTED_UNKNOWN_EXIT = "the runner restarted and the attempt's process ended with no known exit status (it left no exit file); it runs again as a failover attempt";
+
+function keyOf(effect: StartEffect) {
+  return { runId: effect.runId, instanceId: effect.instanceId, task: effect.task, attempt: effect.attempt };
+}
 
 const TASK_LOG_LEVELS: Record<TaskLogLevel, ["stdout" | "stderr", LogLevel]> = {
   debug: ["stdout", "DEBUG"],
@@ -61,6 +74,8 @@ interface RunningAttempt {
   killRequested: boolean;
   /** Ended by `close` (the runner stops): reported with `interrupted` unless it had succeeded. */
   interrupted?: boolean;
+  /** A shell attempt's capture files and how to read them to the end. */
+  capture?: { paths: { stdout: string; stderr: string; exit: string }; drain(): Promise<void> };
   /** `finish` was called; the log is closing. */
   finished: boolean;
   /** Resolves after `onExit`. */
@@ -69,6 +84,9 @@ interface RunningAttempt {
 }
 
 function describeExit(n: number, exit: AttemptExit, took: string): [LogLevel, string] {
+  if (exit.interrupted && exit.error !== undefined && exit.exitCode === undefined && exit.signal === undefined) {
+    return ["WARN", `attempt ${n} ended: ${exit.error}`];
+  }
   if (exit.interrupted) {
     const how = exit.signal !== undefined ? `killed by ${exit.signal}` : exit.exitCode !== undefined ? `exit code ${exit.exitCode}` : (exit.error ?? "not started");
     return ["WARN", `attempt ${n} ended by the runner stopping (${how}) after ${took}; it runs again, as a failover attempt, when a runner starts`];
@@ -179,10 +197,21 @@ export class Executor {
   }
 
   private startShell(attempt: RunningAttempt): void {
-    const { effect, log } = attempt;
+    const { effect } = attempt;
     if (effect.command === undefined) throw new Error(`shell task ${effect.task} has no command`);
-    const child = spawnShell(effect, this.opts.root, this.baseEnv);
+    const paths = capturePaths(this.opts.logs.pathFor(keyOf(effect)));
+    mkdirSync(dirname(paths.stdout), { recursive: true, mode: 0o700 });
+    const outFd = openSync(paths.stdout, "a", 0o600);
+    const errFd = openSync(paths.stderr, "a", 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawnShell(effect, this.opts.root, this.baseEnv, { stdout: outFd, stderr: errFd, exitFile: paths.exit });
+    } finally {
+      closeSync(outFd);
+      closeSync(errFd);
+    }
     const pid = child.pid;
+    this.capture(attempt, paths, 0, 0);
     if (pid === undefined) {
       child.once("error", (e) => this.finish(attempt, { error: `could not start bash: ${e.message}` }));
       return;
@@ -190,32 +219,110 @@ export class Executor {
     child.on("error", () => {}); // failed kills: the group kill below does not use the handle
     this.spawned(attempt, pid, `bash -c ${effect.command}`);
     attempt.stop = (onEscalate) => void killProcessGroup(pid, this.graceMs, onEscalate, attemptMarker(effect));
-    for (const name of ["stdout", "stderr"] as const) {
-      const stream = child[name]!;
-      stream.on("data", (data: Buffer) => {
-        if (!log.chunk(name, data)) {
-          stream.pause();
-          void log.drained().then(() => stream.resume());
-        }
-      });
-    }
-    // Processes still running when bash exits are the attempt's: they are ended, also those
-    // that left its group (`setsid`, daemons), found by the marker.
-    const leftovers = ({ inGroup, escaped }: { inGroup: boolean; escaped: number[] }): (() => void) | undefined => {
+    void waitForTree(child, this.graceMs, this.leftovers(attempt, pid), attemptMarker(effect)).then(({ code, signal }) =>
+      this.finish(attempt, signal !== null ? { signal } : { exitCode: code ?? undefined }),
+    );
+  }
+
+  /**
+   * Processes still running when bash exits are the attempt's: they are ended, also those
+   * that left its group (`setsid`, daemons), found by the marker.
+   */
+  private leftovers(attempt: RunningAttempt, pid: number) {
+    return ({ inGroup, escaped }: { inGroup: boolean; escaped: number[] }): (() => void) | undefined => {
       if (attempt.killRequested) return undefined; // being ended already
       const grace = formatDuration(this.graceMs);
-      log.write(
+      attempt.log.write(
         "system",
         "WARN",
         inGroup
           ? `the main process exited but left processes in group ${pid}: ending them`
           : `the main process exited but left ${escaped.length} process(es) outside its group (pid ${escaped.join(", ")}): ending them (SIGTERM, SIGKILL after ${grace})`,
       );
-      return () => log.write("system", "WARN", `processes left by the attempt still running ${grace} after SIGTERM: SIGKILL`);
+      return () => attempt.log.write("system", "WARN", `processes left by the attempt still running ${grace} after SIGTERM: SIGKILL`);
     };
-    void waitForTree(child, this.graceMs, leftovers, attemptMarker(effect)).then(({ code, signal }) =>
-      this.finish(attempt, signal !== null ? { signal } : { exitCode: code ?? undefined }),
+  }
+
+  /** Tails the attempt's capture files into its log while it runs; `finish` reads them to the end. */
+  private capture(attempt: RunningAttempt, paths: { stdout: string; stderr: string; exit: string }, outAt: number, errAt: number): void {
+    const tails = [new CaptureTail(paths.stdout, "stdout", attempt.log, outAt), new CaptureTail(paths.stderr, "stderr", attempt.log, errAt)];
+    let timer: NodeJS.Timeout | undefined;
+    const tick = (): void => {
+      timer = undefined;
+      void Promise.all(tails.map((t) => t.pump())).then(() => {
+        if (!attempt.finished) timer = setTimeout(tick, CAPTURE_POLL_MS);
+      });
+    };
+    timer = setTimeout(tick, CAPTURE_FIRST_POLL_MS);
+    attempt.capture = {
+      paths,
+      drain: async () => {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        await Promise.all(tails.map((t) => t.pump()));
+        for (const t of tails) t.close();
+      },
+    };
+  }
+
+  /**
+   * Takes over an attempt a previous runner started (after a crash): `pid` is its process
+   * group, recorded in the journal. Its output is read on from where its log ends, its
+   * end is learnt by polling (this runner is not its parent) and read from its exit file,
+   * and it can be killed as any attempt. Returns false when the attempt has no capture
+   * files (it was not started as an adoptable shell attempt): the caller ends it instead.
+   * When the process is already gone, it is finished at once with what its files say (no
+   * exit file: `interrupted`, so that it runs again as a failover attempt).
+   */
+  adopt(effect: StartEffect, pid: number, startedAt = Date.now()): boolean {
+    const key = keyOf(effect);
+    const logPath = this.opts.logs.pathFor(key);
+    const paths = capturePaths(logPath);
+    if (!existsSync(paths.stdout) || !existsSync(paths.stderr)) return false;
+    const logged = loggedLines(logPath);
+    const outAt = offsetAfterLines(paths.stdout, logged.stdout);
+    const errAt = offsetAfterLines(paths.stderr, logged.stderr);
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    const attempt: RunningAttempt = {
+      effect,
+      log: this.opts.logs.open(key),
+      startedAt,
+      pid,
+      stop: undefined,
+      killRequested: false,
+      finished: false,
+      settled,
+      settle,
+    };
+    this.attempts.set(attemptMarker(effect), attempt);
+    const marker = attemptMarker(effect);
+    const alive = (): boolean => processGroupAlive(pid) || findMarkedProcesses(marker).length > 0;
+    const running = alive();
+    const unread = fileSize(paths.stdout) - outAt + fileSize(paths.stderr) - errAt;
+    attempt.log.write(
+      "system",
+      "WARN",
+      `attempt ${effect.attempt} adopted by runner ${process.pid} after a restart: process group ${pid} ${running ? "still running" : "had ended"}` +
+        (unread > 0 ? `; ${unread} byte(s) of output written while no runner was watching follow, stamped with the time they were read` : ""),
     );
+    this.capture(attempt, paths, outAt, errAt);
+    attempt.stop = (onEscalate) => void killProcessGroup(pid, this.graceMs, onEscalate, marker);
+    const done = (): void => {
+      const how = readExitFile(paths.exit);
+      this.finish(attempt, how ?? { error: ADOPTED_UNKNOWN_EXIT, interrupted: true });
+    };
+    if (!running) {
+      queueMicrotask(done);
+      return true;
+    }
+    const poll = (): void => {
+      if (attempt.finished) return;
+      if (alive()) setTimeout(poll, ADOPTED_POLL_MS);
+      else done();
+    };
+    setTimeout(poll, ADOPTED_POLL_MS);
+    return true;
   }
 
   private startTask(attempt: RunningAttempt): void {
@@ -267,10 +374,24 @@ export class Executor {
     if (attempt.finished) return;
     attempt.finished = true;
     if (attempt.interrupted && !(exit.exitCode === 0 && exit.error === undefined)) exit = { ...exit, interrupted: true };
+    const capture = attempt.capture;
+    if (capture) {
+      // Every byte the attempt wrote goes into its log before the line saying how it ended.
+      void capture.drain().then(
+        () => this.closeAttempt(attempt, exit, capture.paths),
+        () => this.closeAttempt(attempt, exit, capture.paths),
+      );
+      return;
+    }
+    this.closeAttempt(attempt, exit, undefined);
+  }
+
+  private closeAttempt(attempt: RunningAttempt, exit: AttemptExit, capture: { stdout: string; stderr: string; exit: string } | undefined): void {
     const [level, line] = describeExit(attempt.effect.attempt, exit, formatDuration(Date.now() - attempt.startedAt));
     attempt.log.endOutput();
     attempt.log.write("system", level, line);
     void attempt.log.close().then(() => {
+      if (capture) for (const f of [capture.stdout, capture.stderr, capture.exit]) unlink(f, () => undefined);
       this.attempts.delete(attemptMarker(attempt.effect));
       try {
         this.opts.onExit(attempt.effect, exit);

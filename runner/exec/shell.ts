@@ -40,15 +40,35 @@ export function attemptEnv(effect: StartEffect): Record<string, string> {
 }
 
 /**
- * Spawns the shell task; the caller reads `stdout`/`stderr` and waits for the tree. A
- * spawn failure (a missing `cwd`, no bash) surfaces as the child's `error` event with
- * `pid` undefined, as Node reports it.
+ * What bash runs before the task's command: how it ends goes to `$TIDEFLOW_EXIT_FILE`
+ * (the exit status, or the name of the signal that ended it), so that a runner that
+ * adopts the attempt after a crash — it is not the process's parent, so it cannot wait
+ * for it — learns how it ended. Same process, no wrapper: it costs no spawn. A command
+ * that sets its own EXIT trap or `exec`s replaces this; such an attempt, if it ends while
+ * no runner watches, has no known exit and runs again as a failover attempt.
  */
-export function spawnShell(effect: StartEffect, root: string, baseEnv: NodeJS.ProcessEnv): ChildProcess {
-  return spawn("bash", ["-c", effect.command ?? ""], {
+const EXIT_RECORDER =
+  String.raw`for s in TERM INT HUP; do trap "printf %s $s > \"\$TIDEFLOW_EXIT_FILE\"; trap - $s EXIT; kill -$s \$\$" $s; done; ` +
+  String.raw`trap 'printf %s $? > "$TIDEFLOW_EXIT_FILE"' EXIT` +
+  "\n";
+
+/** The files an attempt's output and end are captured in, beside its log (`<task>.<n>.log`). */
+export function capturePaths(logPath: string): { stdout: string; stderr: string; exit: string } {
+  const base = logPath.replace(/\.log$/, "");
+  return { stdout: `${base}.out`, stderr: `${base}.err`, exit: `${base}.exit` };
+}
+
+/**
+ * Spawns the shell task with its stdout and stderr on the file descriptors given (the
+ * capture files, which the executor tails) and waits for nothing; the caller waits for
+ * the tree. A spawn failure (a missing `cwd`, no bash) surfaces as the child's `error`
+ * event with `pid` undefined, as Node reports it.
+ */
+export function spawnShell(effect: StartEffect, root: string, baseEnv: NodeJS.ProcessEnv, out: { stdout: number; stderr: number; exitFile: string }): ChildProcess {
+  return spawn("bash", ["-c", EXIT_RECORDER + (effect.command ?? "")], {
     cwd: root,
-    env: { ...baseEnv, ...attemptEnv(effect) },
-    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...baseEnv, ...attemptEnv(effect), TIDEFLOW_EXIT_FILE: out.exitFile },
+    stdio: ["ignore", out.stdout, out.stderr],
     detached: true,
   });
 }

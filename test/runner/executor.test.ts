@@ -50,8 +50,8 @@ class Harness {
   constructor(
     readonly root: string,
     opts: Partial<ExecutorOptions> = {},
+    stateDir = join(root, ".tideflow"),
   ) {
-    const stateDir = join(root, ".tideflow");
     this.logs = new LogStore(stateDir);
     this.executor = new Executor({
       root,
@@ -285,7 +285,8 @@ describe("shell tasks", () => {
   });
 
   test("a spawn failure comes back through onExit with an error and a log line", async () => {
-    const missing = new Harness(join(root, "no-such-dir"));
+    // The state lives elsewhere: the working directory alone is missing.
+    const missing = new Harness(join(root, "no-such-dir"), {}, join(root, ".tideflow-of-missing"));
     try {
       const o = await missing.start(effect());
       assert.equal(o.pid, undefined);

@@ -1,0 +1,126 @@
+/**
+ * A shell attempt's output goes to capture files (`<task>.<n>.out`, `.err`), not to pipes
+ * held by the runner, and the runner tails them into the attempt's log. Why: a pipe's
+ * reader dies with the runner, and a task writing to it then gets SIGPIPE. With files, a
+ * runner killed with `kill -9` leaves its attempts running and writing; the next runner
+ * adopts them (executor.ts `adopt`) and reads on from where the log ends, so no line is
+ * lost. Lines read after a gap carry the time they were read. The capture files are
+ * deleted once the attempt's log is complete.
+ *
+ * Tailing is a read loop: on each `pump` (a timer while the attempt runs, and a last one
+ * after it ended) everything new is read and handed to the log, waiting for the log to
+ * drain when it is behind, which is the back-pressure a pipe gave.
+ */
+import { closeSync, openSync, read, readFileSync, statSync } from "node:fs";
+import type { AttemptLog } from "../logs";
+
+const CHUNK = 256 * 1024;
+
+export class CaptureTail {
+  private readonly fd: number;
+  private pos: number;
+  private pumping: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+  private readonly buf = Buffer.allocUnsafe(CHUNK);
+
+  constructor(
+    path: string,
+    private readonly stream: "stdout" | "stderr",
+    private readonly log: AttemptLog,
+    start = 0,
+  ) {
+    this.fd = openSync(path, "r");
+    this.pos = start;
+  }
+
+  /** Reads what is new up to the end of the file; concurrent calls share one loop that runs once more. */
+  pump(): Promise<void> {
+    if (this.pumping) {
+      this.again = true;
+      return this.pumping;
+    }
+    this.pumping = (async () => {
+      do {
+        this.again = false;
+        for (;;) {
+          if (this.closed) return;
+          const n = await new Promise<number>((resolve) => read(this.fd, this.buf, 0, CHUNK, this.pos, (err, bytes) => resolve(err ? 0 : bytes)));
+          if (n === 0) break;
+          this.pos += n;
+          // The log copies what it keeps, so the buffer can be reused.
+          if (!this.log.chunk(this.stream, Buffer.from(this.buf.subarray(0, n)))) await this.log.drained();
+        }
+      } while (this.again);
+    })().finally(() => (this.pumping = undefined));
+    return this.pumping;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+}
+
+/**
+ * Where to read on in a capture file after a restart: just after the `lines`-th newline
+ * (the log holds that many complete lines of the stream; a partial last line was held in
+ * memory and is read again). A log line cut because it exceeded the log's longest partial
+ * line counts as one more line, so such an attempt may lose the rest of that long line.
+ */
+export function offsetAfterLines(path: string, lines: number): number {
+  if (lines === 0) return 0;
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch {
+    return 0;
+  }
+  let pos = 0;
+  for (let i = 0; i < lines; i++) {
+    const nl = data.indexOf(10, pos);
+    if (nl === -1) return data.length;
+    pos = nl + 1;
+  }
+  return pos;
+}
+
+/** How many stdout and stderr lines an attempt's log holds (`<time> <stream> …`). */
+export function loggedLines(logPath: string): { stdout: number; stderr: number } {
+  const counts = { stdout: 0, stderr: 0 };
+  let text: string;
+  try {
+    text = readFileSync(logPath, "utf8");
+  } catch {
+    return counts;
+  }
+  for (const line of text.split("\n")) {
+    const sp = line.indexOf(" ");
+    if (sp < 0) continue;
+    if (line.startsWith("stdout ", sp + 1)) counts.stdout++;
+    else if (line.startsWith("stderr ", sp + 1)) counts.stderr++;
+  }
+  return counts;
+}
+
+/** How the attempt ended per its exit file: an exit code, a signal, or undefined (no file: not known). */
+export function readExitFile(path: string): { exitCode: number } | { signal: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+  if (/^\d+$/.test(text)) return { exitCode: Number(text) };
+  if (/^[A-Z]+$/.test(text)) return { signal: `SIG${text}` };
+  return undefined;
+}
+
+export function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
