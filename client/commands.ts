@@ -13,7 +13,7 @@ import type { WorkflowCommandArgs, WorkflowSummary } from "../protocol/lsp";
 import type { CreateRunParams, TaskOperation } from "../protocol/api";
 import type { Run, RunKind, RunSummary, TaskState } from "../protocol/runner";
 import { TASK_STATES } from "../protocol/runner";
-import { OPERATION_FROM } from "../common/engine/engine";
+import { OPERATION_FROM, type OperationSpec } from "../protocol/operations";
 import { RunnerError } from "../common/runner-client";
 import { localTime } from "../common/time-format";
 import type { RunnerConnection } from "./connection";
@@ -55,7 +55,7 @@ interface CommandDef {
   run(ctx: CommandContext, ...args: unknown[]): unknown;
 }
 
-type EngineOp = keyof typeof OPERATION_FROM;
+type EngineOp = OperationSpec["method"];
 
 const TASK_OPS: { id: string; op: TaskOperation; engine: EngineOp; verb: string; needsTrust: boolean }[] = [
   { id: "tideflow.kill", op: "kill", engine: "kill", verb: "Kill", needsTrust: false },

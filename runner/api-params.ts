@@ -9,6 +9,7 @@
  * engine's to say, with their own codes.
  */
 import type { ApiMethod, ApiMethods, TaskOperation } from "../protocol/api";
+import { OPERATIONS } from "../protocol/operations";
 import { TASK_STATES, type RunState } from "../protocol/runner";
 
 /** How to check one value: undefined when it fits, else what is wrong, completing "<method> …". */
@@ -25,7 +26,7 @@ type Shape<P> = { [K in keyof Required<P>]: Param };
 export const MAX_PAGE = 1000;
 
 const RUN_STATES: readonly RunState[] = ["running", "success", "failed", "killed", "paused"];
-const OPERATIONS: readonly TaskOperation[] = ["kill", "rerun", "set-success", "pause", "resume"];
+const OPERATION_NAMES: readonly TaskOperation[] = OPERATIONS.map((o) => o.op);
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 function value(expected: string, test: (v: unknown) => boolean): Check {
@@ -105,7 +106,7 @@ const SHAPES: { [M in ApiMethod]: Shape<ApiMethods[M]["params"]> } = {
   },
   "runs.create": createRun,
   "runs.plan": createRun,
-  "task.operate": { run, task: optional(text("a task id")), date: dateOrInstance, op: required(oneOf(OPERATIONS)), by },
+  "task.operate": { run, task: optional(text("a task id")), date: dateOrInstance, op: required(oneOf(OPERATION_NAMES)), by },
   "task.rerunDownstream": { run, task: required(text("a task id")), date: dateOrInstance, only: optional(taskIds), by },
   "logs.read": {
     run,

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { RunnerError, RunnerStartError } from "../common/runner-client";
 import { commandHelp, didYouMean, isUsageError, parseCommand, shortUsage, type Args, type CommandSpec, type OptionSpec } from "./cli/args";
 import { CommandError, NoRunnerError, STATE_FILTERS, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
-import type { TaskOperation } from "../protocol/api";
+import { OPERATIONS } from "../protocol/operations";
 
 /** check and dag, from their own bundle: it holds the analyzer and TypeScript (~11 MB). */
 function files(): typeof import("./cli/files") {
@@ -47,13 +47,6 @@ function runOptions(kind: "test" | "backfill"): Record<string, OptionSpec> {
   };
 }
 
-const OPERATIONS: { op: TaskOperation; batch: string }[] = [
-  { op: "kill", batch: "kill every task instance of the run that has not ended" },
-  { op: "rerun", batch: "rerun the run's failed and killed task instances" },
-  { op: "set-success", batch: "set every failed or killed task instance success" },
-  { op: "pause", batch: "pause every not-yet-started task instance" },
-  { op: "resume", batch: "resume every paused task instance" },
-];
 
 /** Every command: its usage, its options, whether it needs a runner, its handler. */
 const COMMANDS: CommandSpec[] = [

@@ -35,7 +35,8 @@ import type { WorkflowModel } from "../protocol/model";
 import type { Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../server/analyze-client";
 import { type ApiClient, ApiFailure, type ApiServer, type Handler, startApiServer } from "./api-server";
-import { Engine, OPERATION_FROM, planRun } from "../common/engine/engine";
+import { Engine, planRun } from "../common/engine/engine";
+import { OPERATION, OPERATION_FROM } from "../protocol/operations";
 import { bundleWorkflow } from "./exec/bundle";
 import { Executor } from "./exec/executor";
 import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";
@@ -552,7 +553,7 @@ export class Runner {
 
   async operate(p: OperateParams): Promise<OperateResult> {
     const run = this.runOf(p.run);
-    const op = SINGLE_OPERATIONS[p.op];
+    const op = OPERATION[p.op].method;
     if (p.task !== undefined) {
       const inst = this.oneInstance(run, p, p.task);
       return this.describeChanges(run.id, await this.settle(this.engine[op]({ instanceId: inst.id, task: p.task }, Date.now(), p.by)));
@@ -712,12 +713,3 @@ function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
 }
-
-/** The CLI's operation names → the engine's single-task operations. */
-const SINGLE_OPERATIONS: Record<TaskOperation, keyof typeof OPERATION_FROM> = {
-  kill: "kill",
-  rerun: "rerun",
-  "set-success": "setSuccess",
-  pause: "pause",
-  resume: "resume",
-};

@@ -54,6 +54,7 @@ import type {
   WorkflowInstance,
 } from "../../protocol/runner";
 import { TASK_STATES } from "../../protocol/runner";
+import { OPERATION_FROM } from "../../protocol/operations";
 import { formatDuration } from "../durations";
 import { previousDay } from "../cron";
 import { instanceTimes, testInstanceTime, zonedDate, type InstanceTime } from "./dates";
@@ -140,20 +141,14 @@ class Tx {
   constructor(readonly now: number) {}
 }
 
-const RERUN_FROM: readonly TaskState[] = ["not_run", "success", "failed", "killed"];
-const KILL_FROM: readonly TaskState[] = ["waiting", "running"];
-const SET_SUCCESS_FROM: readonly TaskState[] = ["failed", "killed"];
-const PAUSE_FROM: readonly TaskState[] = ["not_run", "waiting"];
-const RESUME_FROM: readonly TaskState[] = ["paused"];
+const RERUN_FROM = OPERATION_FROM.rerun;
+const KILL_FROM = OPERATION_FROM.kill;
+const SET_SUCCESS_FROM = OPERATION_FROM.setSuccess;
+const PAUSE_FROM = OPERATION_FROM.pause;
+const RESUME_FROM = OPERATION_FROM.resume;
 
-/** The states each single-task operation is allowed from (SPEC §3), for callers that batch them. */
-export const OPERATION_FROM = {
-  kill: KILL_FROM,
-  rerun: RERUN_FROM,
-  setSuccess: SET_SUCCESS_FROM,
-  pause: PAUSE_FROM,
-  resume: RESUME_FROM,
-} as const;
+/** The states each single-task operation is allowed from (SPEC §3): protocol/operations.ts. */
+export { OPERATION_FROM };
 
 export class Engine {
   /** Every run, in creation order. The state `snapshot()` serializes. */
