@@ -27,6 +27,9 @@ const entries = [
   // The warm worker processes that run TS/JS tasks, and the SDK that `tideflow` resolves
   // to in a bundled workflow file.
   { in: "runner/worker.ts", out: "dist/worker.js" },
+  // The spawn helper that starts shell tasks (protocol/spawner.ts says why): Node's own
+  // modules only, so that it stays small.
+  { in: "runner/exec/spawner.ts", out: "dist/spawner.js" },
   // The analyzer in a child process, for the runner and the server's workspace index.
   { in: "server/analyze-process.ts", out: "dist/analyze.js" },
   { in: "sdk/index.ts", out: "dist/sdk.js", plugins: [sdkDeclarations()] },

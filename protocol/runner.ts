@@ -168,6 +168,8 @@ export interface Attempt {
   deadline?: number;
   /** The process (and process group) id, once the executor spawned it. */
   pid?: number;
+  /** Which executor runs it and how to find it again (`attempt.process`); absent in older journals. */
+  handle?: AttemptHandle;
   /** When the engine asked the executor to kill it for passing its deadline. */
   timedOutAt?: number;
   /**
@@ -288,13 +290,33 @@ export interface AttemptStartedRecord extends TaskRecordBase {
 }
 
 /**
- * The executor spawned the attempt's process (its own process group, pgid = pid). A
- * restarted runner uses it to end what a crashed one left running.
+ * Where an attempt runs, as its executor kind describes it (runner/exec/kinds.ts): the
+ * kind's name, and what that kind needs to find the attempt again after a runner restart
+ * — for the local kinds the process group id; a remote kind adds where (`host`) and its
+ * own reference (`ref`). Journaled once the attempt's process exists.
+ */
+export interface AttemptHandle {
+  /** The executor kind that started it: "shell", "ts", or a remote kind's name. */
+  executor: string;
+  /** Its main process (for the local kinds also its process group id). */
+  pid: number;
+  /** The machine it runs on, when not this one. */
+  host?: string;
+  /** The kind's own reference to it (a queue job id…). */
+  ref?: string;
+}
+
+/**
+ * The executor started the attempt's process (`handle`; `pid` repeats `handle.pid` for
+ * older readers). A restarted runner uses it to adopt the attempt, or to end what a
+ * crashed runner left running.
  */
 export interface AttemptProcessRecord extends TaskRecordBase {
   type: "attempt.process";
   attempt: number;
   pid: number;
+  /** Absent in journals of runners before the executor seam (0.1.0): read as a local attempt of the task's kind. */
+  handle?: AttemptHandle;
 }
 
 /** The attempt passed its deadline; the engine asked for it to be killed. */

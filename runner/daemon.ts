@@ -32,14 +32,15 @@ import type {
 } from "../protocol/api";
 import { CHANGED_LINES_MAX } from "../protocol/api";
 import type { WorkflowModel } from "../protocol/model";
-import type { Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, TaskInstance, WorkflowInstance } from "../protocol/runner";
+import type { AttemptHandle, Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, StartEffect, TaskInstance, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../server/analyze-client";
 import { type ApiClient, ApiFailure, type ApiServer, type Handler, startApiServer } from "./api-server";
 import { Engine, planRun } from "../common/engine/engine";
 import { OPERATION, OPERATION_FROM } from "../protocol/operations";
 import { bundleWorkflow } from "./exec/bundle";
-import { Executor } from "./exec/executor";
-import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive } from "./exec/process-tree";
+import { defaultRoute, Executor } from "./exec/executor";
+import { attemptMarker } from "./exec/kinds";
+import { findMarkedProcesses, killProcessGroup, processAlive, processGroupAlive, processGroupOf } from "./exec/process-tree";
 import { processCommand, processStartTime, sameProcessAlive } from "../common/process-alive";
 import { Journal } from "./journal";
 import { LogStore, tightenStateDir } from "./logs";
@@ -59,6 +60,23 @@ export interface RunnerOptions {
   log?: (message: string) => void;
 }
 
+/** The longest a record journaled `later` waits for a decision to go with. */
+const LATER_MS = 10;
+
+/**
+ * The handle of an attempt the journal shows unended: as journaled; from an older journal
+ * (a pid and no handle), a local attempt of the task's kind; with no pid at all (the
+ * runner died before journaling it), the leader of the process group that carries the
+ * attempt's marker, if one runs — else pid 0: nothing runs, but its files may say how it ended.
+ */
+function handleOf(a: { pid?: number; handle?: AttemptHandle; instanceId: string; task: string; attempt: number }, effect: StartEffect): AttemptHandle {
+  if (a.handle) return a.handle;
+  const executor = defaultRoute(effect);
+  if (a.pid !== undefined) return { executor, pid: a.pid };
+  const marked = findMarkedProcesses(attemptMarker(a));
+  return { executor, pid: marked.find((pid) => processGroupOf(pid) === pid) ?? 0 };
+}
+
 export function stateDirOf(root: string): string {
   return join(root, ".tideflow");
 }
@@ -76,6 +94,9 @@ export class Runner {
   /** What was found damaged in the journal at start (runner.status tells it). */
   private journalDamage: JournalDamage | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
+  /** Records journaled with the next decision (`commitLater`). */
+  private later: EngineRecord[] = [];
+  private laterTimer: NodeJS.Timeout | undefined;
   private wakeAt: number | undefined;
   private recordClients = new Set<ApiClient>();
   private nextSubscription = 1;
@@ -159,9 +180,9 @@ export class Runner {
       logs: this.logs,
       workerPath: this.options.workerPath ?? join(__dirname, "worker.js"),
       killGraceMs: this.options.killGraceMs,
-      onSpawn: (effect, pid) => {
-        const record = this.engine.recordProcess(effect, effect.attempt, pid, Date.now());
-        if (record) this.commit({ records: [record], effects: [] });
+      onSpawn: (effect, handle) => {
+        const record = this.engine.recordProcess(effect, effect.attempt, handle, Date.now());
+        if (record) this.commitLater(record);
       },
       onExit: (effect, exit) => {
         const r = this.engine.onAttemptExit(effect.instanceId, effect.task, effect.attempt, exit, Date.now());
@@ -245,11 +266,12 @@ export class Runner {
     const adopted = new Set<string>();
     const rest: ReturnType<Engine["unendedAttempts"]> = [];
     for (const a of this.engine.unendedAttempts()) {
-      const effect = a.pid !== undefined ? this.engine.attemptEffect(a.instanceId, a.task, a.attempt) : undefined;
-      if (effect && effect.kind === "shell" && this.executor.adopt(effect, a.pid!, this.engine.viewInstance(a.instanceId)?.tasks.find((t) => t.task === a.task)?.attempts[a.attempt - 1]?.startedAt)) {
-        const marker = `${a.instanceId}/${a.task}/${a.attempt}`;
-        adopted.add(marker);
-        this.log(`adopted ${a.task} on ${a.instanceId} attempt ${a.attempt} (process group ${a.pid})`);
+      const effect = this.engine.attemptEffect(a.instanceId, a.task, a.attempt);
+      const handle = effect && handleOf(a, effect);
+      const startedAt = this.engine.viewInstance(a.instanceId)?.tasks.find((t) => t.task === a.task)?.attempts[a.attempt - 1]?.startedAt;
+      if (effect && handle && this.executor.adopt(effect, handle, startedAt)) {
+        adopted.add(attemptMarker(a));
+        this.log(`adopted ${a.task} on ${a.instanceId} attempt ${a.attempt} (${handle.executor}, process group ${handle.pid}${a.handle ? "" : ", found by its marker"})`);
         const pending = this.engine.pendingKillOf(a.instanceId, a.task, a.attempt);
         if (pending) this.executor.kill({ type: "kill", runId: a.runId, instanceId: a.instanceId, task: a.task, attempt: a.attempt, reason: pending });
       } else rest.push(a);
@@ -289,6 +311,11 @@ export class Runner {
 
   /** Journals a decision's records, then performs its effects and tells subscribers. */
   private commit(d: Decision): Promise<void> {
+    if (this.later.length > 0) {
+      d = { records: [...this.later.splice(0), ...d.records], effects: d.effects };
+      clearTimeout(this.laterTimer);
+      this.laterTimer = undefined;
+    }
     if (d.records.length === 0 && d.effects.length === 0) return Promise.resolve();
     return this.journal.append(d.records).then(
       () => {
@@ -304,6 +331,21 @@ export class Runner {
         throw e;
       },
     );
+  }
+
+  /**
+   * Journals a record nothing waits for — where an attempt's process runs — with the next
+   * decision, or within `LATER_MS`: a chain of short tasks then pays one sync per task, not
+   * two. Its order among the records the engine applied is kept (it goes first in the next
+   * batch). If the runner dies in that window, the restarted runner finds the attempt's
+   * processes by their marker instead of by the journaled pid.
+   */
+  private commitLater(record: EngineRecord): void {
+    this.later.push(record);
+    this.laterTimer ??= setTimeout(() => {
+      this.laterTimer = undefined;
+      this.commit({ records: [], effects: [] }).catch(() => undefined);
+    }, LATER_MS);
   }
 
   private perform(e: Effect): void {
@@ -664,6 +706,7 @@ export class Runner {
       this.analyzer?.close();
       await this.executor?.close();
       // The exits the executor just reported are being journaled; let them finish.
+      if (this.journal) await this.commit({ records: [], effects: [] }).catch(() => undefined);
       await this.journal?.append([]).catch(() => undefined);
       await this.api?.close();
       await this.journal?.close();

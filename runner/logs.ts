@@ -108,6 +108,8 @@ const LOW_WATER = 1024 * 1024;
 /** Pending bytes written at the next turn; less waits up to `FLUSH_DELAY_MS` for more. */
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_DELAY_MS = 5;
+/** A closing log with at most this much pending writes it synchronously (`writeLastSync`). */
+const SYNC_CLOSE_MAX = 64 * 1024;
 /** Pending-bytes buffers start at this size and grow as needed. */
 const BUFFER_MIN = 16 * 1024;
 /** A buffer larger than this is not kept for reuse once written (memory shrinks after a burst). */
@@ -158,8 +160,8 @@ export interface LogStoreOptions {
 export class LogStore {
   readonly dir: string;
   private readonly onError: ((key: AttemptKey, error: Error) => void) | undefined;
-  /** Directories created (or being created) by this store: one mkdir per instance, not per attempt. */
-  private readonly dirs = new Map<string, Promise<void>>();
+  /** Directories created by this store. */
+  private readonly dirs = new Set<string>();
   /** By `instanceId \n task`. */
   private readonly subscriptions = new Map<string, Set<Subscription>>();
 
@@ -172,7 +174,7 @@ export class LogStore {
     return join(this.dir, key.instanceId, `${key.task}.${key.attempt}.log`);
   }
 
-  /** Starts the attempt's log; the file is created (appended to, if it exists) in the background. */
+  /** Starts the attempt's log: the file is created now (appended to, if it exists). */
   open(key: AttemptKey): AttemptLog {
     return new AttemptLog(this, key, this.pathFor(key));
   }
@@ -219,15 +221,11 @@ export class LogStore {
     }
   }
 
-  /** @internal */
-  ensureDir(dir: string): Promise<void> {
-    let made = this.dirs.get(dir);
-    if (!made) {
-      made = fs.promises.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }).then(() => undefined);
-      made.catch(() => this.dirs.delete(dir)); // let a later attempt try again
-      this.dirs.set(dir, made);
-    }
-    return made;
+  /** @internal One mkdir per instance folder, not per attempt; a failed one is tried again next time. */
+  ensureDirSync(dir: string): void {
+    if (this.dirs.has(dir)) return;
+    fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    this.dirs.add(dir);
   }
 
   /** @internal Whether anyone subscribed to the attempt's task instance. */
@@ -299,41 +297,29 @@ export class AttemptLog {
     this.store = store;
     this.key = key;
     this.path = path;
-    this.writing = true; // nothing is written before the file is open
-    store.ensureDir(dirname(path)).then(
-      () => this.openFile(),
-      (e: unknown) => this.fail(e),
-    );
+    try {
+      store.ensureDirSync(dirname(path));
+      this.openFile();
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   /**
-   * A raw fd and callbacks: cheaper than FileHandle promises on this path, and closed only
-   * by us. A new attempt's file does not exist yet, so it is created exclusively (size 0,
-   * no `fstat`); an existing one (the attempt's log reopened after a runner restart) is
-   * appended to from its current size.
+   * Synchronous: creating a small file costs less than a thread-pool round trip, and the
+   * attempt's first line can be written at once. A new attempt's file does not exist yet,
+   * so it is created exclusively (size 0, no `fstat`); an existing one (the attempt's log
+   * reopened after a runner restart) is appended to from its current size.
    */
   private openFile(): void {
-    const opened = (fd: number, size: number): void => {
-      this.fd = fd;
-      this.position = size;
-      this.writing = false;
-      if (this.closing) this.flush();
-      else this.schedule();
-    };
-    fs.open(this.path, "wx", PRIVATE_FILE_MODE, (err, fd) => {
-      if (!err) return opened(fd, 0);
-      if (err.code !== "EEXIST") return this.fail(err);
-      fs.open(this.path, "a", PRIVATE_FILE_MODE, (appendErr, appendFd) => {
-        if (appendErr) return this.fail(appendErr);
-        fs.fstat(appendFd, (statErr, stat) => {
-          if (statErr) {
-            fs.close(appendFd, () => {});
-            return this.fail(statErr);
-          }
-          opened(appendFd, stat.size);
-        });
-      });
-    });
+    try {
+      this.fd = fs.openSync(this.path, "wx", PRIVATE_FILE_MODE);
+      this.position = 0;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      this.fd = fs.openSync(this.path, "a", PRIVATE_FILE_MODE);
+      this.position = fs.fstatSync(this.fd).size;
+    }
   }
 
   /**
@@ -493,6 +479,10 @@ export class AttemptLog {
       if (this.closing) this.finishClose();
       return;
     }
+    if (this.closing && this.pendingLength <= SYNC_CLOSE_MAX) {
+      this.writeLastSync();
+      return;
+    }
     const data = this.pending;
     const length = this.pendingLength;
     // New entries go to the other buffer while this one is written.
@@ -519,6 +509,27 @@ export class AttemptLog {
       if (this.closing || this.error) this.flush();
       else this.schedule();
     });
+  }
+
+  /**
+   * The last few lines of a closing log (the line saying how the attempt ended, most
+   * often all there is): written synchronously. A small write to the page cache takes
+   * microseconds, a thread-pool round trip more, and the attempt's end — and its
+   * downstream's start — waits for this write.
+   */
+  private writeLastSync(): void {
+    const data = this.pending;
+    const length = this.pendingLength;
+    this.pendingLength = 0;
+    try {
+      for (let at = 0; at < length; ) at += fs.writeSync(this.fd!, data, at, length - at);
+    } catch (e) {
+      return this.fail(e);
+    }
+    this.position += length;
+    this.backlog = 0;
+    if (this.store.watched(this.key)) this.store.deliver(this.key, data.toString("utf8", 0, length), this.position);
+    this.finishClose();
   }
 
   private writeAll(data: Buffer, from: number, to: number, done: (err: Error | null) => void): void {

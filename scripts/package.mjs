@@ -108,7 +108,7 @@ export function checkVsix(vsix, { target = vsixTarget(), tsPlugin = true } = {})
   const names = new Set(entries.map((e) => e.name));
   const required = [
     "extension/package.json", "extension/LICENSE.txt", "extension/readme.md",
-    ...["extension", "server", "runner", "worker", "analyze", "sdk", "cli", "cli-files"].map((n) => `extension/dist/${n}.js`),
+    ...["extension", "server", "runner", "worker", "spawner", "analyze", "sdk", "cli", "cli-files"].map((n) => `extension/dist/${n}.js`),
     "extension/sdk/index.ts", "extension/syntaxes/tideflow-log.tmLanguage.json",
     "extension/node_modules/esbuild/package.json", "extension/node_modules/esbuild/lib/main.js",
     `extension/node_modules/@esbuild/${target}/package.json`,
@@ -140,7 +140,7 @@ export async function packageExtension({ build = true, minify = true, target = v
 
   const manifest = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
   const dist = join(ROOT, "dist");
-  for (const n of ["extension", "server", "runner", "worker", "analyze", "sdk", "cli", "cli-files"]) {
+  for (const n of ["extension", "server", "runner", "worker", "spawner", "analyze", "sdk", "cli", "cli-files"]) {
     if (!existsSync(join(dist, `${n}.js`))) throw new Error(`dist/${n}.js is missing: run \`node esbuild.mjs\` first`);
   }
 

@@ -29,6 +29,7 @@
 import type { WorkflowModel } from "../../protocol/model";
 import type {
   AttemptExit,
+  AttemptHandle,
   CreateRunResult,
   Decision,
   Effect,
@@ -471,7 +472,9 @@ export class Engine {
       }
       case "attempt.process": {
         const idx = this.instanceIndex(record.instanceId);
-        attemptOf(idx, taskOf(idx, record.task), record.attempt).pid = record.pid;
+        const a = attemptOf(idx, taskOf(idx, record.task), record.attempt);
+        a.pid = record.pid;
+        if (record.handle) a.handle = record.handle;
         return;
       }
       case "attempt.timed-out": {
@@ -764,12 +767,12 @@ export class Engine {
    * The executor spawned an attempt's process: the record to journal (already applied),
    * or undefined when the attempt is unknown or already ended (a kill raced the spawn).
    */
-  recordProcess(ref: TaskRef, attempt: number, pid: number, now: number): EngineRecord | undefined {
+  recordProcess(ref: TaskRef, attempt: number, handle: AttemptHandle, now: number): EngineRecord | undefined {
     const idx = this.instances.get(ref.instanceId);
     const ti = idx?.tasks.get(ref.task);
     const a = ti?.attempts[attempt - 1];
     if (!idx || !a || a.endedAt !== undefined) return undefined;
-    const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid };
+    const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid: handle.pid, handle };
     this.apply(record);
     return record;
   }
@@ -806,13 +809,13 @@ export class Engine {
   }
 
   /** Attempts with no recorded end, and their pids: what a crashed runner may have left running. */
-  unendedAttempts(): { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] {
-    const out: { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] = [];
+  unendedAttempts(): { runId: string; instanceId: string; task: string; attempt: number; pid?: number; handle?: AttemptHandle }[] {
+    const out: { runId: string; instanceId: string; task: string; attempt: number; pid?: number; handle?: AttemptHandle }[] = [];
     for (const run of this.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           const a = ti.attempts[ti.attempts.length - 1];
-          if (a && a.endedAt === undefined) out.push({ runId: run.run.id, instanceId: idx.inst.id, task: ti.task, attempt: a.n, pid: a.pid });
+          if (a && a.endedAt === undefined) out.push({ runId: run.run.id, instanceId: idx.inst.id, task: ti.task, attempt: a.n, pid: a.pid, handle: a.handle });
         }
       }
     }

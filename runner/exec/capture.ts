@@ -9,9 +9,12 @@
  *
  * Tailing is a read loop: on each `pump` (a timer while the attempt runs, and a last one
  * after it ended) everything new is read and handed to the log, waiting for the log to
- * drain when it is behind, which is the back-pressure a pipe gave.
+ * drain when it is behind, which is the back-pressure a pipe gave. Reads are synchronous:
+ * a read of a file the kernel just wrote is served from the page cache in microseconds,
+ * less than the thread-pool round trip of an asynchronous read, and the last read of a
+ * short attempt is on the path to its downstream's start.
  */
-import { closeSync, openSync, read, readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, readSync, readFileSync, statSync } from "node:fs";
 import type { AttemptLog } from "../logs";
 
 const CHUNK = 256 * 1024;
@@ -30,7 +33,9 @@ export class CaptureTail {
     private readonly log: AttemptLog,
     start = 0,
   ) {
-    this.fd = openSync(path, "r");
+    // Created here when missing ("a+": the task's own descriptor appends, this one reads),
+    // so that a read never races the file's creation by the process that writes it.
+    this.fd = openSync(path, "a+", 0o600);
     this.pos = start;
   }
 
@@ -45,11 +50,16 @@ export class CaptureTail {
         this.again = false;
         for (;;) {
           if (this.closed) return;
-          const n = await new Promise<number>((resolve) => read(this.fd, this.buf, 0, CHUNK, this.pos, (err, bytes) => resolve(err ? 0 : bytes)));
+          let n: number;
+          try {
+            n = readSync(this.fd, this.buf, 0, CHUNK, this.pos);
+          } catch {
+            n = 0;
+          }
           if (n === 0) break;
           this.pos += n;
           // The log copies what it keeps, so the buffer can be reused.
-          if (!this.log.chunk(this.stream, Buffer.from(this.buf.subarray(0, n)))) await this.log.drained();
+          if (!this.log.chunk(this.stream, this.buf.subarray(0, n))) await this.log.drained();
         }
       } while (this.again);
     })().finally(() => (this.pumping = undefined));

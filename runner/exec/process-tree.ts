@@ -98,7 +98,7 @@ function signalPids(pids: number[], signal: NodeJS.Signals): void {
  * gone within the first polls.
  */
 /** The process group of `pid` (from /proc/<pid>/stat), or undefined when unknown. */
-function groupOf(pid: number): number | undefined {
+export function processGroupOf(pid: number): number | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, "latin1");
     return Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[2]);
@@ -110,7 +110,7 @@ function groupOf(pid: number): number | undefined {
 export function killProcessGroup(pgid: number, graceMs: number, onEscalate?: () => void, marker?: string): Promise<void> {
   // Marked processes outside the group: those inside get the group's signal once, not twice
   // (a task that traps TERM must see one TERM per kill).
-  const escaped = (): number[] => (marker === undefined ? [] : findMarkedProcesses(marker).filter((pid) => groupOf(pid) !== pgid));
+  const escaped = (): number[] => (marker === undefined ? [] : findMarkedProcesses(marker).filter((pid) => processGroupOf(pid) !== pgid));
   const alive = (): boolean => processGroupAlive(pgid) || escaped().length > 0;
   if (!alive()) return Promise.resolve();
   signalGroup(pgid, "SIGTERM");

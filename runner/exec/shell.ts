@@ -1,19 +1,18 @@
 /**
- * Shell tasks: `bash -c <command>` in the workspace root, in a process group of its own,
- * with the attempt's environment (SPEC §1 "Dates") and the marker that finds its processes.
+ * What a shell attempt is made of: `bash -c <command>` after a line that records how it
+ * ends, in the workspace root, with the attempt's environment (SPEC §1 "Dates") and the
+ * marker that finds its processes, and the files beside its log that capture it.
+ * (./shell-kind.ts starts it; ./spawner.ts is the process that spawns it.)
  *
  * Hot path: a chain of no-op shell tasks costs about one `bash` spawn each, so nothing
- * here adds a process (no wrapper, no `setsid`) or a synchronous file-system call; the
- * environment is one object spread over a snapshot of the runner's own.
+ * here adds a process (no wrapper, no `setsid`); the environment is a small object over
+ * the base environment the spawn helper already holds.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import type { StartEffect } from "../../protocol/runner";
+import { attemptMarker } from "./kinds";
 import { MARKER_VAR } from "./process-tree";
 
-/** `<instanceId>/<task>/<attempt>`: the value of `TIDEFLOW_ATTEMPT_ID` in every process of the attempt. */
-export function attemptMarker(a: { instanceId: string; task: string; attempt: number }): string {
-  return `${a.instanceId}/${a.task}/${a.attempt}`;
-}
+export { attemptMarker };
 
 /** `PARAM_<NAME>`: the param name upper-cased, characters a shell variable cannot hold as `_`. */
 export function paramVar(name: string): string {
@@ -52,23 +51,19 @@ const EXIT_RECORDER =
   String.raw`trap 'printf %s $? > "$TIDEFLOW_EXIT_FILE"' EXIT` +
   "\n";
 
+export interface CapturePaths {
+  stdout: string;
+  stderr: string;
+  exit: string;
+}
+
 /** The files an attempt's output and end are captured in, beside its log (`<task>.<n>.log`). */
-export function capturePaths(logPath: string): { stdout: string; stderr: string; exit: string } {
+export function capturePaths(logPath: string): CapturePaths {
   const base = logPath.replace(/\.log$/, "");
   return { stdout: `${base}.out`, stderr: `${base}.err`, exit: `${base}.exit` };
 }
 
-/**
- * Spawns the shell task with its stdout and stderr on the file descriptors given (the
- * capture files, which the executor tails) and waits for nothing; the caller waits for
- * the tree. A spawn failure (a missing `cwd`, no bash) surfaces as the child's `error`
- * event with `pid` undefined, as Node reports it.
- */
-export function spawnShell(effect: StartEffect, root: string, baseEnv: NodeJS.ProcessEnv, out: { stdout: number; stderr: number; exitFile: string }): ChildProcess {
-  return spawn("bash", ["-c", EXIT_RECORDER + (effect.command ?? "")], {
-    cwd: root,
-    env: { ...baseEnv, ...attemptEnv(effect), TIDEFLOW_EXIT_FILE: out.exitFile },
-    stdio: ["ignore", out.stdout, out.stderr],
-    detached: true,
-  });
+/** bash's arguments for a task's command: the exit recorder, then the command. */
+export function shellArgs(command: string): string[] {
+  return ["-c", EXIT_RECORDER + command];
 }

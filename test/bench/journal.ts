@@ -55,7 +55,7 @@ async function writeJournal(dir: string, target: number, compact: boolean): Prom
     runs++;
     batch.push(...r.records);
     for (const s of r.effects.filter((e): e is StartEffect => e.type === "start")) {
-      const p = engine.recordProcess(s, s.attempt, pid++, (now += 3));
+      const p = engine.recordProcess(s, s.attempt, { executor: "shell", pid: pid++ }, (now += 3));
       if (p) batch.push(p);
       const x = engine.onAttemptExit(s.instanceId, s.task, s.attempt, { exitCode: 0 }, (now += 7));
       if (!x.ok) throw new Error(x.reason);

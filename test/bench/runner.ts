@@ -133,17 +133,19 @@ function spawnExit(command: string, args: string[]): Promise<number | null> {
  * The baselines' spawner is a minimal Node process, not this one: fork cost grows with the
  * parent's size, and this bench process is large (its own spawns took 4–6 ms each where a
  * small Node process takes 1.5–2.4 ms), which made the runner look as fast as the floor.
- * The child spawns `n` × `sh -c true`, `width` at a time, and prints the elapsed ms.
+ * The child spawns `n` × `<shell> -c true`, `width` at a time, and prints the elapsed ms.
+ * Shell tasks run in bash (SPEC §1), so `bash -c true` is the same work; `sh -c true` (dash
+ * here, ~0.9 ms cheaper to start) is printed beside it, as the issue first stated the goal.
  */
 const MINIMAL_SPAWNER = `
 const { spawn } = require("node:child_process");
-const n = Number(process.argv[1]), width = Number(process.argv[2]);
+const n = Number(process.argv[1]), width = Number(process.argv[2]), shell = process.argv[3];
 const t0 = performance.now();
 let started = 0, done = 0;
 const one = () => {
   if (started >= n) return;
   started++;
-  spawn("sh", ["-c", "true"], { stdio: "ignore" }).on("exit", () => {
+  spawn(shell, ["-c", "true"], { stdio: "ignore" }).on("exit", () => {
     if (++done === n) console.log(performance.now() - t0);
     else one();
   });
@@ -151,9 +153,9 @@ const one = () => {
 for (let i = 0; i < width; i++) one();
 `;
 
-function minimalSpawns(n: number, width: number): Promise<number> {
+function minimalSpawns(n: number, width: number, shell: "sh" | "bash"): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["-e", MINIMAL_SPAWNER, String(n), String(width)], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["-e", MINIMAL_SPAWNER, String(n), String(width), shell], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.once("error", reject);
@@ -165,18 +167,18 @@ function minimalSpawns(n: number, width: number): Promise<number> {
   });
 }
 
-async function sequentialSpawns(n: number): Promise<number> {
-  return minimalSpawns(n, 1);
+async function sequentialSpawns(n: number, shell: "sh" | "bash" = "bash"): Promise<number> {
+  return minimalSpawns(n, 1, shell);
 }
 
-async function parallelSpawns(n: number, width: number): Promise<number> {
-  return minimalSpawns(n, width);
+async function parallelSpawns(n: number, width: number, shell: "sh" | "bash" = "bash"): Promise<number> {
+  return minimalSpawns(n, width, shell);
 }
 
-/** The floor: `n` sequential `sh -c true` from a bash loop (fork of a small bash, timed inside it). */
-function bashLoopSpawns(n: number): Promise<number> {
+/** The floor: `n` sequential `<shell> -c true` from a bash loop (fork of a small bash, timed inside it). */
+function bashLoopSpawns(n: number, shell: "sh" | "bash" = "bash"): Promise<number> {
   return new Promise((resolve, reject) => {
-    const script = 's=$EPOCHREALTIME; for ((i=0;i<$1;i++)); do sh -c true; done; echo "$s $EPOCHREALTIME"';
+    const script = `s=$EPOCHREALTIME; for ((i=0;i<$1;i++)); do ${shell} -c true; done; echo "$s $EPOCHREALTIME"`;
     const child = spawn("bash", ["-c", script, "_", String(n)], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
@@ -409,6 +411,7 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
   const shellChain = await runToEnd(r, { kind: "test", file: file("shell-chain.flow.ts"), bizdate });
   const spawnsAfter = await sequentialSpawns(N);
   const spawnMs = Math.min(spawnsBefore, spawnsAfter);
+  const shSpawnMs = await sequentialSpawns(N, "sh");
   const floorMs = await bashLoopSpawns(N);
 
   // 2. 500 TS tasks in a chain.
@@ -423,6 +426,7 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
   const backfill = await runToEnd(r, { kind: "backfill", file: file("one.flow.ts"), from, to, parallelism: 8 });
   const parAfter = await parallelSpawns(DAYS, 8);
   const parMs = Math.min(parBefore, parAfter);
+  const shParMs = await parallelSpawns(DAYS, 8, "sh");
 
   // 6. 200,000 log lines, to the file and to a subscribed client.
   process.stdout.write("loud tasks… ");
@@ -441,10 +445,12 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
       create_ms: r1(shellChain.createMs),
       exec_ms: r1(shellChain.totalMs - shellChain.createMs),
       per_task_ms: r2((shellChain.totalMs - shellChain.createMs) / N),
-      baseline: `${N} × spawn sh -c true, sequential, from a minimal Node process`,
+      baseline: `${N} × spawn bash -c true, sequential, from a minimal Node process`,
       baseline_ms: r1(spawnMs),
       baseline_per_task_ms: r2(spawnMs / N),
       ratio: r2((shellChain.totalMs - shellChain.createMs) / spawnMs),
+      sh_baseline_per_task_ms: r2(shSpawnMs / N),
+      ratio_to_sh: r2((shellChain.totalMs - shellChain.createMs) / shSpawnMs),
       floor_bash_loop_ms: r1(floorMs),
       floor_per_task_ms: r2(floorMs / N),
     },
@@ -467,10 +473,12 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
       create_ms: r1(backfill.createMs),
       exec_ms: r1(backfill.totalMs - backfill.createMs),
       per_task_ms: r2((backfill.totalMs - backfill.createMs) / DAYS),
-      baseline: `${DAYS} × spawn sh -c true, 8 at a time, from a minimal Node process`,
+      baseline: `${DAYS} × spawn bash -c true, 8 at a time, from a minimal Node process`,
       baseline_ms: r1(parMs),
       baseline_per_task_ms: r2(parMs / DAYS),
       ratio: r2((backfill.totalMs - backfill.createMs) / parMs),
+      sh_baseline_per_task_ms: r2(shParMs / DAYS),
+      ratio_to_sh: r2((backfill.totalMs - backfill.createMs) / shParMs),
     },
   ];
   for (const row of shellRow) h.addRow({ bench: "runner runs", ...row });
@@ -481,8 +489,10 @@ async function benchRuns(h: RunnerBenchHelpers, dirs: string[], runners: Started
   // The goals are about running tasks: the one-time cost of creating the run (reading the
   // workflow file in the analyzer process, bundling it with esbuild) is in create_ms.
   const exec = (x: RunResult) => x.totalMs - x.createMs;
-  h.goal(`${N} shell tasks (chain, after runs.create) / ${N} sequential sh -c true`, shellChain.state === "success" ? exec(shellChain) / spawnMs : null, "×", 1.5);
-  h.goal(`runner overhead per TS task, ${N}-task chain (after runs.create)`, tsChain.state === "success" ? exec(tsChain) / N : null, "ms", 2);
+  h.goal(`${N} shell tasks (chain, after runs.create) / ${N} sequential bash -c true`, shellChain.state === "success" ? exec(shellChain) / spawnMs : null, "×", 1.5);
+  h.goal(`${N} shell tasks (chain, after runs.create) / ${N} sequential sh -c true (dash)`, shellChain.state === "success" ? exec(shellChain) / shSpawnMs : null, "×", 1.5);
+  h.goal(`runner overhead per TS task, ${N}-task chain (after runs.create)`, tsChain.state === "success" ? exec(tsChain) / N : null, "ms", 1);
+  h.goal(`backfill ${DAYS} days × 1 shell task, parallelism 8 (after runs.create) / ${DAYS} bash -c true 8 at a time`, backfill.state === "success" ? exec(backfill) / parMs : null, "×", 1.5);
   h.goal(`backfill ${DAYS} days × 1 shell task, parallelism 8 (after runs.create)`, backfill.state === "success" ? exec(backfill) / 1000 : null, "s", 5, "<");
   h.goal(`backfill ${DAYS} days × 1 shell task, parallelism 8, runs.create included`, backfill.state === "success" ? backfill.totalMs / 1000 : null, "s", 5, "<");
   for (const row of loud) {
@@ -690,7 +700,7 @@ async function writeJournal(dir: string, min: number): Promise<{ records: number
       for (const s of starts) {
         now += 3;
         taskInstances++;
-        const proc = engine.recordProcess(s, s.attempt, pid++, now);
+        const proc = engine.recordProcess(s, s.attempt, { executor: "shell", pid: pid++ }, now);
         if (proc) pending.push(proc);
         now += 7;
         const exit = engine.onAttemptExit(s.instanceId, s.task, s.attempt, { exitCode: 0 }, now);

@@ -105,3 +105,34 @@ test("an adopted attempt keeps its number, its real exit status and every line f
   assert.match(log, /attempt 1 failed: exit code 3 after (\d{3,}ms|[\d.]+ ?s)/);
   assert.equal(log.match(/stdout INFO before/g)?.length, 1, `no line twice:\n${log}`);
 });
+
+test("an attempt whose pid never reached the journal (the runner died first) is found by its marker and adopted", async () => {
+  const { readFileSync, rmSync, writeFileSync } = await import("node:fs");
+  rmSync(`${ws.dir}/gap-over`, { force: true });
+  const started = await ws.cli(["test", "gap.flow.ts", "--detach", "--date", "2026-11-20"]);
+  assert.equal(started.code, 0, started.stderr);
+  const id = started.stdout.trim();
+  await until("talk to print before", async () => (await ws.cli(["logs", id, "talk"])).stdout.includes("stdout INFO before"));
+  await killRunner();
+  // The `attempt.process` record is journaled with the next batch: take it out, as if the
+  // runner had died before that batch. Every journal line is checked on its own.
+  const path = `${ws.dir}/.tideflow/journal`;
+  const lines = readFileSync(path, "utf8").split("\n");
+  const kept = lines.filter((l) => !(l.includes('"type":"attempt.process"') && l.includes(`"runId":"${id}"`)));
+  assert.equal(lines.length - kept.length, 1, "one attempt.process record for the run");
+  writeFileSync(path, kept.join("\n"));
+  writeFileSync(`${ws.dir}/gap-over`, "");
+  const restart = await ws.cli(["runner", "start"]);
+  assert.equal(restart.code, 0, restart.stderr);
+  const run = await until("the run to end", async () => {
+    const r = await getRun(id);
+    return r.state !== "running" && r;
+  });
+  const t = run.instances[0].tasks[0];
+  assert.equal(t.attempts.length, 1, "adopted, not run again");
+  assert.equal(t.attempts[0].exitCode, 3);
+  const log = (await ws.cli(["logs", id, "talk"])).stdout;
+  assert.ok(log.includes("adopted by runner") && log.includes("stdout INFO after"), log);
+  const runnerLog = readFileSync(`${ws.dir}/.tideflow/runner.log`, "utf8");
+  assert.match(runnerLog, /adopted talk on .* attempt 1 \(shell, process group \d+, found by its marker\)/);
+});

@@ -9,14 +9,15 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { AttemptExit, StartEffect } from "../../protocol/runner";
+import type { AttemptExit, AttemptHandle, StartEffect } from "../../protocol/runner";
 import { bundlePath, bundleWorkflow } from "../../runner/exec/bundle";
 import { Executor, type ExecutorOptions } from "../../runner/exec/executor";
+import type { KindFactory } from "../../runner/exec/kinds";
 import { WorkerPool } from "../../runner/exec/pool";
 import { findMarkedProcesses, processGroupAlive } from "../../runner/exec/process-tree";
 import { attemptMarker } from "../../runner/exec/shell";
@@ -61,7 +62,7 @@ class Harness {
       killGraceMs: GRACE_MS,
       maxWorkers: 4,
       ...opts,
-      onSpawn: (effect, pid) => {
+      onSpawn: (effect, { pid }) => {
         const id = attemptMarker(effect);
         if (this.pids.has(id)) this.violations.push(`onSpawn twice for ${id}`);
         this.pids.set(id, pid);
@@ -463,7 +464,7 @@ const effect = JSON.parse(effectJson);
 const logs = new LogStore(join(root, ".tideflow"));
 const executor = new Executor({
   root, stateDir: join(root, ".tideflow"), logs, workerPath, killGraceMs: 300,
-  onSpawn: (_e, pid) => process.stdout.write("worker " + pid + "\\n"),
+  onSpawn: (_e, handle) => process.stdout.write("worker " + handle.pid + "\\n"),
   onExit: () => {},
 });
 logs.subscribe(effect, (_k, text) => {
@@ -547,6 +548,125 @@ describe("runner death", () => {
     assert.equal(processGroupAlive(workerPid), false);
   });
 });
+
+describe("executor kinds", () => {
+  /** A kind that runs nothing: what a remote kind does through the seam, recorded. */
+  function fakeKind(calls: string[]): KindFactory {
+    return () => ({
+      name: "fake-remote",
+      start(ctx) {
+        calls.push(`start ${ctx.effect.task}`);
+        setTimeout(() => {
+          ctx.spawned({ executor: "fake-remote", pid: 4242, host: "worker-7", ref: "job-1" }, "on a fake worker");
+          ctx.log.chunk("stdout", "hello from elsewhere\n");
+          ctx.ended({ exitCode: 0 });
+        }, 5);
+        return { kill: () => calls.push("kill") };
+      },
+      adopt(ctx, handle) {
+        calls.push(`adopt ${handle.executor} ${handle.ref}`);
+        queueMicrotask(() => ctx.ended({ exitCode: 3 }));
+        return { kill: () => calls.push("kill") };
+      },
+      async close() {
+        calls.push("close");
+      },
+    });
+  }
+
+  test("a kind added through the table runs attempts the route sends it, with its handle journaled through onSpawn, and adopts by handle", async () => {
+    const calls: string[] = [];
+    const handles: AttemptHandle[] = [];
+    const own = new Harness(root, { kinds: { "fake-remote": fakeKind(calls) }, route: (e) => (e.task.startsWith("remote_") ? "fake-remote" : "shell") });
+    const spy = own.executor as unknown as { opts: ExecutorOptions };
+    const onSpawn = spy.opts.onSpawn;
+    spy.opts.onSpawn = (e, h) => {
+      handles.push(h);
+      onSpawn(e, h);
+    };
+    const remote = effect({ task: "remote_load", command: "exit 9" });
+    const local = effect({ command: "echo local" });
+    const [r, l] = await Promise.all([own.start(remote), own.start(local)]);
+    assert.deepEqual(r.exit, { exitCode: 0 }, "the fake kind ran it, not bash (exit 9)");
+    assert.ok(r.entries.includes("system INFO attempt 1 started (pid 4242 on worker-7): on a fake worker"), r.entries.join("\n"));
+    assert.ok(r.entries.includes("stdout INFO hello from elsewhere"));
+    assert.deepEqual(l.exit, { exitCode: 0 });
+    assert.ok(l.entries.includes("stdout INFO local"));
+    assert.deepEqual(handles.map((h) => h.executor).sort(), ["fake-remote", "shell"]);
+    assert.deepEqual(handles.find((h) => h.executor === "fake-remote"), { executor: "fake-remote", pid: 4242, host: "worker-7", ref: "job-1" });
+
+    const again = effect({ task: "remote_again" });
+    const adopted = new Promise<AttemptExit>((resolveExit) => {
+      const onExit = spy.opts.onExit;
+      spy.opts.onExit = (e, exit) => {
+        onExit(e, exit);
+        if (e.task === again.task) resolveExit(exit);
+      };
+    });
+    (own as unknown as { waiting: Map<string, (o: unknown) => void> }).waiting.set(attemptMarker(again), () => {});
+    assert.equal(own.executor.adopt(again, { executor: "fake-remote", pid: 4243, ref: "job-2" }), true);
+    assert.deepEqual(await adopted, { exitCode: 3 });
+    assert.equal(own.executor.adopt(effect(), { executor: "no-such-kind", pid: 1 }), false, "an unknown kind cannot adopt");
+    await own.close();
+    assert.deepEqual(calls, ["start remote_load", "adopt fake-remote job-2", "close"]);
+  });
+
+  test("a start routed to a kind that does not exist fails with a clear error", async () => {
+    const own = new Harness(root, { route: () => "nowhere" });
+    const o = await own.start(effect());
+    assert.equal(o.exit.exitCode, undefined);
+    assert.match(o.exit.error ?? "", /no executor kind "nowhere"/);
+    await own.close();
+  });
+
+  test("shell attempts survive the spawn helper dying: their end comes from the exit file, their output from the capture files", async () => {
+    const own = new Harness(root);
+    const others = new Set(findMarkedHelpers()); // other executors' in this process
+    const e = effect({ command: "echo before; sleep 0.6; echo after; exit 4" });
+    const running = own.start(e);
+    await own.line(e, /^before$/);
+    const helpers = findMarkedHelpers().filter((pid) => !others.has(pid));
+    assert.equal(helpers.length, 1, "one spawn helper for this executor, a child of this process");
+    process.kill(helpers[0], "SIGKILL");
+    const o = await running;
+    assert.deepEqual(o.exit, { exitCode: 4 });
+    assert.ok(o.entries.includes("stdout INFO before") && o.entries.includes("stdout INFO after"), o.entries.join("\n"));
+    // The next shell attempt gets a new helper.
+    const next = await own.start(effect({ command: "echo next" }));
+    assert.deepEqual(next.exit, { exitCode: 0 });
+    assert.ok(next.entries.includes("stdout INFO next"));
+    await own.close();
+    assertNothingLeft(o);
+  });
+
+  test("a kill that comes before the helper reported the process still ends it", async () => {
+    const own = new Harness(root);
+    const e = effect({ command: "sleep 30" });
+    const running = own.start(e);
+    own.kill(e); // same turn as the start: the spawn request is still on its way
+    const o = await running;
+    assert.deepEqual(o.exit, { signal: "SIGTERM" });
+    assert.ok(o.entries.some((l) => l.startsWith("system WARN kill requested (operator) before the attempt's process existed")), o.entries.join("\n"));
+    await own.close();
+    assertNothingLeft(o);
+  });
+});
+
+/** Spawn helpers (dist/spawner.js) whose parent is this process. */
+function findMarkedHelpers(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "latin1");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === process.pid && readFileSync(`/proc/${name}/cmdline`, "latin1").includes("spawner.js")) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
 
 describe("close", () => {
   test("kills every attempt's tree and every worker; each start still gets its onExit", async () => {

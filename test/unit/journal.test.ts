@@ -175,7 +175,7 @@ function eightFinishedRuns(): { engine: Engine; records: EngineRecord[] } {
     while (starts.length > 0) {
       const e = starts.shift()!;
       now += 10;
-      const p = engine.recordProcess(e, e.attempt, pid++, now);
+      const p = engine.recordProcess(e, e.attempt, { executor: "shell", pid: pid++ }, now);
       if (p) records.push(p);
       now += 10;
       const r = engine.onAttemptExit(e.instanceId, e.task, e.attempt, { exitCode: fail?.(e) ? 1 : 0 }, now);

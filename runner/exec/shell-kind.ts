@@ -1,0 +1,183 @@
+/**
+ * The `shell` executor kind: `bash -c <command>` on this machine, started by the spawn
+ * helper (./spawner-client.ts) in a process group of its own, its output in capture files
+ * that the runner tails (./capture.ts says why files and not pipes), its exit status also
+ * written by bash to an exit file (./shell.ts). Its handle is `{ executor: "shell", pid }`,
+ * pid being the process group; a runner that restarts after a crash adopts the attempt
+ * from it: reads on from where the log ends, learns its end by polling and from the exit
+ * file, and can kill it as any attempt.
+ */
+import { existsSync, mkdirSync, unlink } from "node:fs";
+import { dirname } from "node:path";
+import type { AttemptExit } from "../../protocol/runner";
+import { formatDuration } from "../../common/durations";
+import type { AttemptLog } from "../logs";
+import { CaptureTail, fileSize, loggedLines, offsetAfterLines, readExitFile } from "./capture";
+import type { AttemptContext, AttemptControl, ExecutorKind, KindEnvironment, KindFactory } from "./kinds";
+import { findMarkedProcesses, findMarkedSince, killProcessGroup, processGroupAlive } from "./process-tree";
+import { attemptEnv, capturePaths, shellArgs, type CapturePaths } from "./shell";
+import { Spawner } from "./spawner-client";
+
+/** Capture files are read this soon after a start, then this often while the attempt runs. */
+const CAPTURE_FIRST_POLL_MS = 20;
+const CAPTURE_POLL_MS = 50;
+/** An attempt this runner is not the parent of (adopted, or its helper died) is checked for its end this often. */
+const WATCH_POLL_MS = 100;
+
+export const ADOPTED_UNKNOWN_EXIT =
+  "the runner restarted and the attempt's process ended with no known exit status (it left no exit file); it runs again as a failover attempt";
+const LOST_UNKNOWN_EXIT = "the attempt's process ended with no known exit status (the spawn helper died and it left no exit file)";
+
+/** `shell` in the kinds table; `helperPath` is dist/spawner.js. */
+export function shellKind(helperPath: string): KindFactory {
+  return (env) => new ShellKind(env, helperPath);
+}
+
+interface Capture {
+  drain(): Promise<void>;
+}
+
+class ShellKind implements ExecutorKind {
+  readonly name = "shell";
+  private spawner: Spawner | undefined;
+
+  constructor(
+    private readonly env: KindEnvironment,
+    private readonly helperPath: string,
+  ) {}
+
+  start(ctx: AttemptContext): AttemptControl {
+    const { effect } = ctx;
+    if (effect.command === undefined) {
+      queueMicrotask(() => ctx.ended({ error: `could not start: shell task ${effect.task} has no command` }));
+      return { kill: () => {} };
+    }
+    const paths = capturePaths(ctx.logPath);
+    mkdirSync(dirname(paths.stdout), { recursive: true, mode: 0o700 });
+    const capture = this.capture(ctx.log, paths, 0, 0);
+    let pid: number | undefined;
+    let killing: (() => void) | undefined;
+    let killRequested = false;
+    const kill = (onEscalate: () => void): void => {
+      killRequested = true;
+      killing = () => void killProcessGroup(pid!, this.env.killGraceMs, onEscalate, ctx.marker);
+      if (pid !== undefined) killing();
+    };
+    this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv);
+    this.spawner.spawn(
+      {
+        file: "bash",
+        args: shellArgs(effect.command),
+        cwd: this.env.root,
+        env: { ...attemptEnv(effect), TIDEFLOW_EXIT_FILE: paths.exit },
+        stdout: paths.stdout,
+        stderr: paths.stderr,
+      },
+      {
+        spawned: (p) => {
+          pid = p;
+          ctx.spawned({ executor: this.name, pid: p }, `bash -c ${effect.command}`);
+          killing?.(); // a kill that came before the process existed
+        },
+        failed: (error) => ctx.ended({ error: `could not start bash: ${error}` }),
+        exited: (code, signal) => this.afterExit(ctx, pid!, () => killRequested, signal !== null ? { signal } : { exitCode: code ?? undefined }),
+        lost: () => this.watch(ctx, pid!, paths, LOST_UNKNOWN_EXIT),
+      },
+    );
+    return { kill, drain: capture.drain, cleanup: () => removeCapture(paths) };
+  }
+
+  adopt(ctx: AttemptContext, handle: { pid: number }): AttemptControl | undefined {
+    const paths = capturePaths(ctx.logPath);
+    if (!existsSync(paths.stdout) || !existsSync(paths.stderr)) return undefined;
+    const { pid } = handle;
+    const logged = loggedLines(ctx.logPath);
+    const outAt = offsetAfterLines(paths.stdout, logged.stdout);
+    const errAt = offsetAfterLines(paths.stderr, logged.stderr);
+    const running = alive(pid, ctx.marker);
+    const unread = fileSize(paths.stdout) - outAt + fileSize(paths.stderr) - errAt;
+    ctx.log.write(
+      "system",
+      "WARN",
+      `attempt ${ctx.effect.attempt} adopted by runner ${process.pid} after a restart: process group ${pid} ${running ? "still running" : "had ended"}` +
+        (unread > 0 ? `; ${unread} byte(s) of output written while no runner was watching follow, stamped with the time they were read` : ""),
+    );
+    const capture = this.capture(ctx.log, paths, outAt, errAt);
+    this.watch(ctx, pid, paths, ADOPTED_UNKNOWN_EXIT);
+    return {
+      kill: (onEscalate) => void killProcessGroup(pid, this.env.killGraceMs, onEscalate, ctx.marker),
+      drain: capture.drain,
+      cleanup: () => removeCapture(paths),
+    };
+  }
+
+  close(): Promise<void> {
+    return this.spawner?.close() ?? Promise.resolve();
+  }
+
+  /**
+   * bash exited. Processes still running are the attempt's (in its group, or outside it
+   * with its marker: `setsid`, daemons): they are ended before the attempt counts as ended.
+   */
+  private afterExit(ctx: AttemptContext, pid: number, killRequested: () => boolean, exit: AttemptExit): void {
+    const inGroup = processGroupAlive(pid);
+    const escaped = inGroup ? [] : findMarkedSince(pid, ctx.marker).pids;
+    if (!inGroup && escaped.length === 0) return ctx.ended(exit);
+    let onEscalate: (() => void) | undefined;
+    if (!killRequested()) {
+      const grace = formatDuration(this.env.killGraceMs);
+      ctx.log.write(
+        "system",
+        "WARN",
+        inGroup
+          ? `the main process exited but left processes in group ${pid}: ending them`
+          : `the main process exited but left ${escaped.length} process(es) outside its group (pid ${escaped.join(", ")}): ending them (SIGTERM, SIGKILL after ${grace})`,
+      );
+      onEscalate = () => ctx.log.write("system", "WARN", `processes left by the attempt still running ${grace} after SIGTERM: SIGKILL`);
+    }
+    void killProcessGroup(pid, this.env.killGraceMs, onEscalate, ctx.marker).then(() => ctx.ended(exit));
+  }
+
+  /** Polls an attempt this runner is not the parent of until it is gone; its end is what the exit file says. */
+  private watch(ctx: AttemptContext, pid: number, paths: CapturePaths, unknown: string): void {
+    const done = (): void => ctx.ended(readExitFile(paths.exit) ?? { error: unknown, interrupted: true });
+    const poll = (): void => {
+      if (alive(pid, ctx.marker)) setTimeout(poll, WATCH_POLL_MS);
+      else done();
+    };
+    if (alive(pid, ctx.marker)) setTimeout(poll, WATCH_POLL_MS);
+    else queueMicrotask(done);
+  }
+
+  /** Tails the capture files into the log while the attempt runs; `drain` reads them to the end. */
+  private capture(log: AttemptLog, paths: CapturePaths, outAt: number, errAt: number): Capture {
+    const tails = [new CaptureTail(paths.stdout, "stdout", log, outAt), new CaptureTail(paths.stderr, "stderr", log, errAt)];
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const tick = (): void => {
+      timer = undefined;
+      void Promise.all(tails.map((t) => t.pump())).then(() => {
+        if (!done) timer = setTimeout(tick, CAPTURE_POLL_MS);
+      });
+    };
+    timer = setTimeout(tick, CAPTURE_FIRST_POLL_MS);
+    return {
+      drain: async () => {
+        done = true;
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        await Promise.all(tails.map((t) => t.pump()));
+        for (const t of tails) t.close();
+      },
+    };
+  }
+}
+
+/** Alive while its process group has a live member, or a process carries its marker. */
+function alive(pid: number, marker: string): boolean {
+  return (pid > 0 && processGroupAlive(pid)) || findMarkedProcesses(marker).length > 0;
+}
+
+function removeCapture(paths: CapturePaths): void {
+  for (const f of [paths.stdout, paths.stderr, paths.exit]) unlink(f, () => undefined);
+}
