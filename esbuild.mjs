@@ -36,7 +36,7 @@ const entries = [
   // The CLI's entry stays small so that every command starts fast; check and dag (the
   // analyzer, TypeScript inside) are a bundle of their own that it loads when they run.
   { in: "runner/cli.ts", out: "dist/cli.js", banner: "#!/usr/bin/env node" },
-  { in: "runner/cli/files.ts", out: "dist/cli-files.js" },
+  { in: "server/cli-files.ts", out: "dist/cli-files.js" },
   // The TypeScript server plugin (contributes.typescriptServerPlugins): a self-contained
   // package folder, ts-plugin/{package.json,index.js}, copied as-is into the vsix's
   // node_modules/tideflow-ts-plugin/. It gets `typescript` from tsserver, never imports it.

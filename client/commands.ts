@@ -23,7 +23,7 @@ import type { PlanDocuments } from "./plan-document";
 import { InstanceNode, RunNode, TaskNode, describeTask, type InstancesNode, type InstancesTree } from "./trees/instances";
 import { WorkflowNode, WorkflowTaskNode, type WorkflowsTree } from "./trees/workflows";
 import { askDate, downstreamOf, pickBizdate, todayIn } from "./pickers";
-import { previousDay } from "../common/cron";
+import { previousDay } from "../common/zone";
 
 export const RESTRICTED_MESSAGE =
   "Tideflow does not run workflows in Restricted Mode: this workspace is not trusted, and running a workflow executes its code. Trust the workspace (Manage Workspace Trust) to run it.";

@@ -1,6 +1,7 @@
 /** The questions run commands ask: bizdates, date ranges, task selections, parallelism. */
 import * as vscode from "vscode";
-import { checkCron, previousDay, recentBizdates, zonedIso } from "../common/cron";
+import { checkCron, recentBizdates } from "../common/cron";
+import { previousDay, zonedIso } from "../common/zone";
 import type { WorkflowSummary } from "../protocol/lsp";
 import { dateProblem } from "./selection";
 

@@ -1,15 +1,13 @@
 /** Checks and selections of the run commands (pure: no VS Code API, tested in test/unit/client.test.ts). */
+import { isCalendarDate } from "../common/zone";
 import type { WorkflowSummary } from "../protocol/lsp";
 
-const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 /** Why `text` is not a real calendar date as YYYY-MM-DD, or undefined when it is one. */
 export function dateProblem(text: string): string | undefined {
-  const m = DATE.exec(text.trim());
-  if (!m) return `expected a date as YYYY-MM-DD, got "${text}"`;
-  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const t = new Date(Date.UTC(y, mo - 1, d));
-  if (t.getUTCFullYear() !== y || t.getUTCMonth() !== mo - 1 || t.getUTCDate() !== d) return `${text} is not a date of the calendar`;
+  if (!DATE.test(text.trim())) return `expected a date as YYYY-MM-DD, got "${text}"`;
+  if (!isCalendarDate(text.trim())) return `${text} is not a date of the calendar`;
   return undefined;
 }
 

@@ -1,5 +1,14 @@
+/**
+ * Cron expressions as the analyzer, the hover and the extension's pickers use them: is one
+ * valid, what does it say, when does it fire next or last. Zone conversions are
+ * `zone.ts`'s; the engine's instance dates are `engine/dates.ts`.
+ */
 import { CronExpressionParser } from "cron-parser";
 import cronstrue from "cronstrue";
+import { previousDay, wallClock, zonedIso } from "./zone";
+
+// Re-exported: the engine imports it from here; elsewhere it comes from ./zone.
+export { previousDay } from "./zone";
 
 /** Undefined when the expression is valid in that zone; otherwise why it is not. */
 export function checkCron(expr: string, timezone?: string): string | undefined {
@@ -12,18 +21,6 @@ export function checkCron(expr: string, timezone?: string): string | undefined {
     return undefined;
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
-  }
-}
-
-/** True when `zone` is an IANA zone name this runtime knows. */
-export function isTimeZone(zone: string): boolean {
-  // Offsets such as "+08:00" are accepted by Intl but are not IANA zones.
-  if (!/^[A-Za-z][A-Za-z0-9_+\-]*(\/[A-Za-z0-9_+\-]+)*$/.test(zone)) return false;
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -76,50 +73,4 @@ export function recentBizdates(expr: string, timezone: string | undefined, count
     from = t - (wallClock(t, timezone) % 86_400_000);
   }
   return out;
-}
-
-/** One formatter per zone (undefined: the machine's zone): building one costs ~0.1 ms. */
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** The zone's wall-clock time at instant `t`, read as if it were UTC (ms, whole seconds). */
-export function wallClock(t: number, timezone: string | undefined): number {
-  const key = timezone ?? "";
-  let f = formatters.get(key);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-US", {
-      timeZone: timezone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
-    formatters.set(key, f);
-  }
-  const p: Record<string, number> = {};
-  for (const part of f.formatToParts(new Date(t))) if (part.type !== "literal") p[part.type] = Number(part.value);
-  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
-}
-
-/** `2026-11-20T02:30:00+08:00` from a wall-clock time and the zone's offset then. */
-export function isoWithOffset(wall: number, offsetMs: number): string {
-  const offsetMin = Math.round(offsetMs / 60_000);
-  const abs = Math.abs(offsetMin);
-  const sign = offsetMin < 0 ? "-" : "+";
-  return `${new Date(wall).toISOString().slice(0, 19)}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
-}
-
-/** `2026-11-20T02:30:00+08:00` for the instant in the zone. */
-export function zonedIso(d: Date, timezone?: string): string {
-  const whole = Math.floor(d.getTime() / 1000) * 1000;
-  const wall = wallClock(whole, timezone);
-  return isoWithOffset(wall, wall - whole);
-}
-
-export function previousDay(isoDate: string): string {
-  const d = new Date(`${isoDate}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() - 1);
-  return d.toISOString().slice(0, 10);
 }

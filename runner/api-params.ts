@@ -11,6 +11,7 @@
 import type { ApiMethod, ApiMethods, TaskOperation } from "../protocol/api";
 import { OPERATIONS } from "../protocol/operations";
 import { TASK_STATES, type RunState } from "../protocol/runner";
+import { isCalendarDate } from "../common/zone";
 
 /** How to check one value: undefined when it fits, else what is wrong, completing "<method> …". */
 type Check = (value: unknown, name: string) => string | undefined;
@@ -27,7 +28,6 @@ export const MAX_PAGE = 1000;
 
 const RUN_STATES: readonly RunState[] = ["running", "success", "failed", "killed", "paused"];
 const OPERATION_NAMES: readonly TaskOperation[] = OPERATIONS.map((o) => o.op);
-const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 function value(expected: string, test: (v: unknown) => boolean): Check {
   return (v, name) => (test(v) ? undefined : `expects \`${name}\` to be ${expected}, got ${shown(v)}`);
@@ -157,13 +157,6 @@ export function shown(v: unknown): string {
 
 function clip(s: string): string {
   return s.length > 60 ? `${s.slice(0, 57)}…` : s;
-}
-
-function isCalendarDate(s: string): boolean {
-  const m = DATE.exec(s);
-  if (!m) return false;
-  const t = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
-  return t.getUTCFullYear() === Number(m[1]) && t.getUTCMonth() === Number(m[2]) - 1 && t.getUTCDate() === Number(m[3]);
 }
 
 /** "asc or desc", "test or backfill", "kill, rerun, … or resume" */

@@ -14,8 +14,8 @@ import { TASK_STATES, TERMINAL_TASK_STATES } from "../protocol/runner";
 import { connectRunning, ensureRunner, RunnerError, type RunnerClient } from "../common/runner-client";
 import { processAlive } from "./exec/process-tree";
 import { formatOperateResult, formatRunnerStatus, journalDamageWarning, formatPlan, formatRun, formatRunSummary, formatRuns, localTime, runDocument, type StateSection } from "./cli-format";
-import { didYouMean, UsageError, type Args } from "./cli/args";
-import { workspaceOf } from "./cli/workspace";
+import { UsageError, workspaceOf } from "../common/cli-usage";
+import { didYouMean, type Args } from "./cli/args";
 
 /** A refusal or failure to report as `tideflow: <message>` with exit 1. */
 export class CommandError extends Error {}

@@ -9,15 +9,17 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RunnerError, RunnerStartError } from "../common/runner-client";
-import { commandHelp, didYouMean, isUsageError, parseCommand, shortUsage, type Args, type CommandSpec, type OptionSpec } from "./cli/args";
+import { isUsageError } from "../common/cli-usage";
+import type { FileCommands } from "../protocol/cli-files";
+import { commandHelp, didYouMean, parseCommand, shortUsage, type Args, type CommandSpec, type OptionSpec } from "./cli/args";
 import { CommandError, NoRunnerError, STATE_FILTERS, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
 import { OPERATIONS } from "../protocol/operations";
 
-/** check and dag, from their own bundle: it holds the analyzer and TypeScript (~11 MB). */
-function files(): typeof import("./cli/files") {
+/** check and dag, from their own bundle (server/cli-files.ts): it holds the analyzer and TypeScript (~11 MB). */
+function files(): FileCommands {
   // A require of a computed path is left alone by esbuild, so the entry stays small.
   const path = join(__dirname, "cli-files.js");
-  return require(path) as typeof import("./cli/files");
+  return require(path) as FileCommands;
 }
 
 const DATE: OptionSpec["pattern"] = { test: /^\d{4}-\d{2}-\d{2}$/, expected: "a date as YYYY-MM-DD" };
@@ -57,7 +59,7 @@ const COMMANDS: CommandSpec[] = [
     positionals: { min: 1, max: Infinity, what: "one or more files or directories" },
     options: { json },
     runner: "none",
-    run: (a) => files().check(a),
+    run: (a) => files().check({ paths: a.positionals, workspace: a.string("workspace"), json: a.flag("json") }),
   },
   {
     name: "dag",
@@ -66,7 +68,7 @@ const COMMANDS: CommandSpec[] = [
     positionals: { min: 1, max: 1, what: "one workflow file" },
     options: { svg: { type: "string", value: "OUT", help: 'the SVG file to write ("-": stdout)' } },
     runner: "none",
-    run: (a) => files().dag(a),
+    run: (a) => files().dag({ path: a.positionals[0], svg: a.string("svg"), workspace: a.string("workspace") }),
   },
   {
     name: "test",

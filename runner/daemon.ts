@@ -33,7 +33,7 @@ import type {
 import { CHANGED_LINES_MAX } from "../protocol/api";
 import type { WorkflowModel } from "../protocol/model";
 import type { AttemptHandle, Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, StartEffect, TaskInstance, WorkflowInstance } from "../protocol/runner";
-import { AnalyzerProcess } from "../server/analyze-client";
+import { AnalyzerProcess } from "../common/analyze-client";
 import { type ApiClient, ApiFailure, type ApiServer, type Handler, startApiServer } from "./api-server";
 import { Engine, planRun } from "../common/engine/engine";
 import { OPERATION, OPERATION_FROM } from "../protocol/operations";

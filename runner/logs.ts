@@ -21,7 +21,7 @@
  */
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
-import { isoWithOffset, wallClock } from "../common/cron";
+import { isoWithOffset, wallClock } from "../common/zone";
 
 export type LogStream = "stdout" | "stderr" | "system";
 export type LogLevel = "DEBUG" | "INFO" | "WARN" | "ERROR";

@@ -5,7 +5,8 @@
  * Channels:
  * - runner → worker: the IPC channel, `WorkerRequest` messages.
  * - worker → runner: frames on fd 3 (`kind u8, seq u32le, length u32le, payload`), written
- *   with blocking `writeSync`. Everything the runner must see in order — console output,
+ *   with blocking `writeSync`. The messages, frame kinds and framing are in
+ *   `protocol/worker.ts`, which the pool imports too. Everything the runner must see in order — console output,
  *   ctx.log entries, the task's end — goes through this one pipe, so the end of a task
  *   comes after all of its output; and when the runner stops reading (its log file is
  *   behind), the task blocks in `write` as it would on a full stdout pipe, so neither
@@ -40,60 +41,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { existsSync, writeSync } from "node:fs";
 import { format } from "node:util";
-
-/** Frame kinds, worker → runner. */
-export type FrameKind =
-  | "R" // ready: JSON { pid }
-  | "o" // stdout text
-  | "e" // stderr text
-  | "D" // ctx.log.debug
-  | "I" // ctx.log.info
-  | "W" // ctx.log.warn
-  | "E" // ctx.log.error
-  | "X" // code of the ended attempt `seq` (0: unknown) still ran: text saying what it did
-  | "F"; // finished: JSON TaskOutcome
-
-export const FRAME_HEADER = 9;
-
-/** What a task sees as `ctx`, minus `log` and `signal`. */
-export interface TaskContextData {
-  bizdate: string;
-  cyctime: string;
-  params: Record<string, string>;
-  attempt: number;
-  workflow: string;
-  task: string;
-}
-
-export interface RunRequest {
-  type: "run";
-  /** Tags every frame of this task; never 0. */
-  seq: number;
-  /** Absolute path of the run's CommonJS bundle. */
-  bundle: string;
-  workflow: string;
-  task: string;
-  ctx: TaskContextData;
-  /** Set in process.env while the task runs (SPEC §1 variables and the attempt marker). */
-  env: Record<string, string>;
-}
-
-export type WorkerRequest = RunRequest;
-
-/** The `F` frame. */
-export interface TaskOutcome {
-  ok: boolean;
-  error?: string;
-  /** The task never ran: its bundle or definition could not be found. */
-  setup?: boolean;
-  /** The worker's state is suspect (an uncaught exception, handles left open); do not reuse it. */
-  retire?: boolean;
-  /** The task was not run: the worker is tainted by an ended attempt's code; run it on another. */
-  declined?: boolean;
-}
-
-/** Environment variable through which the pool passes the kill grace period. */
-export const GRACE_ENV = "TIDEFLOW_WORKER_GRACE_MS";
+import { FRAME_HEADER, GRACE_ENV, LOG_FRAME, writeFrameHeader, type FrameKind, type RunRequest, type TaskOutcome, type WorkerRequest } from "../protocol/worker";
 
 const FRAME_FD = 3;
 
@@ -158,9 +106,7 @@ function send(kind: FrameKind, seq: number, payload: string | Uint8Array): void 
   let n = payload.length;
   if (typeof payload === "string") n = buf.write(payload, FRAME_HEADER, "utf8");
   else buf.set(payload, FRAME_HEADER);
-  buf[0] = kind.charCodeAt(0);
-  buf.writeUInt32LE(seq, 1);
-  buf.writeUInt32LE(n, 5);
+  writeFrameHeader(buf, kind, seq, n);
   writeFully(buf, FRAME_HEADER + n);
 }
 
@@ -223,7 +169,7 @@ function logger(seq: number): Record<"debug" | "info" | "warn" | "error", (messa
     if (current?.seq === seq) send(kind, seq, format(message, ...rest));
     else leftover(seq, "called ctx.log");
   };
-  return { debug: at("D"), info: at("I"), warn: at("W"), error: at("E") };
+  return { debug: at(LOG_FRAME.debug), info: at(LOG_FRAME.info), warn: at(LOG_FRAME.warn), error: at(LOG_FRAME.error) };
 }
 
 /** Sets the task's variables in process.env (`restoreProcess` takes them away again). */

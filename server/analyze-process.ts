@@ -7,15 +7,16 @@
  *   parse garbage of hundreds of files is freed with this process instead of staying in
  *   the server's heap.
  * A process, not a worker thread: its memory all goes back to the OS when it exits (a
- * thread's did not). The parent keeps it a short while for bursts (analyze-client.ts).
+ * thread's did not). The parent keeps it a short while for bursts
+ * (`common/analyze-client.ts`).
  *
- * Protocol: `AnalyzeRequest` IPC messages in; one `AnalyzeResponse` with the same `id`
- * each, in order.
+ * Protocol (`protocol/analyzer.ts`): `AnalyzeRequest` IPC messages in; one
+ * `AnalyzeResponse` with the same `id` each, in order.
  */
 import { readFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { analyzeFile } from "./analyzer/analyze";
-import { packAnalysis, type AnalyzeRequest, type AnalyzeResponse } from "./analyze-client";
+import { packAnalysis, type AnalyzeRequest, type AnalyzeResponse } from "../protocol/analyzer";
 import { isWorkflowFile } from "./workspace-scan";
 
 async function answer(request: AnalyzeRequest): Promise<AnalyzeResponse> {

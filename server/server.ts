@@ -40,7 +40,7 @@ import { completeUpstream } from "./features/completion";
 import { hover } from "./features/hover";
 import { definition, prepareRename, references, rename } from "./features/navigation";
 import { codeLenses, documentSymbols, foldingRanges } from "./features/outline";
-import { AnalyzerProcess } from "./analyze-client";
+import { AnalyzerProcess } from "../common/analyze-client";
 import { findWorkflowFiles, isWorkflowFile } from "./workspace-scan";
 
 /** Files indexed per turn of the event loop, so requests still get answers. */

@@ -3,6 +3,7 @@
  * read one `CommandSpec` per command, so that what `--help` says is what is parsed.
  * No Node argument-parser messages reach the user.
  */
+import { UsageError } from "../../common/cli-usage";
 
 export type OptionType = "boolean" | "string" | "integer";
 
@@ -38,23 +39,6 @@ export interface CommandSpec {
   elsewhere?: Record<string, string>;
   runner: RunnerUse;
   run(args: Args): Promise<number>;
-}
-
-/** The user's mistake on the command line: exit 2, with the command's usage line. */
-export class UsageError extends Error {
-  /** check and dag are bundled apart, with their own copy of this class: test this, not instanceof. */
-  readonly isUsageError = true;
-  constructor(
-    message: string,
-    /** The command whose usage to show; by default the one being run. */
-    readonly command?: string,
-  ) {
-    super(message);
-  }
-}
-
-export function isUsageError(e: unknown): e is UsageError {
-  return e instanceof Error && (e as Partial<UsageError>).isUsageError === true;
 }
 
 /** Every command takes these. */

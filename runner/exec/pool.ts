@@ -24,21 +24,16 @@
  * - A worker that dies before saying it is ready fails the queued jobs with its stderr,
  *   rather than being started again and again.
  *
- * The frame protocol (fd 3, worker → runner) is described in `runner/worker.ts`; this
- * module imports only its types, so the worker's code never loads in the runner.
+ * The channel (IPC requests in, frames on fd 3 out) is `protocol/worker.ts`, shared with
+ * the worker; why its frames are one ordered pipe is said in `runner/worker.ts`.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
 import type { AttemptExit } from "../../protocol/runner";
-import type { FRAME_HEADER as WorkerFrameHeader, GRACE_ENV as WorkerGraceEnv, RunRequest, TaskContextData, TaskOutcome } from "../worker";
+import { GRACE_ENV, LOG_FRAME_LEVEL, readFrames, type RunRequest, type TaskContextData, type TaskLogLevel, type TaskOutcome } from "../../protocol/worker";
 import { findMarkedSince, killProcessGroup, MARKER_VAR, waitForTree } from "./process-tree";
 
-const FRAME_HEADER: typeof WorkerFrameHeader = 9;
-const GRACE_ENV: typeof WorkerGraceEnv = "TIDEFLOW_WORKER_GRACE_MS";
-
-export type TaskLogLevel = "debug" | "info" | "warn" | "error";
-
-const LOG_FRAMES: Record<string, TaskLogLevel> = { D: "debug", I: "info", W: "warn", E: "error" };
+export type { TaskLogLevel };
 
 /** One TS task to run. */
 export interface TaskJob {
@@ -325,14 +320,7 @@ export class WorkerPool {
 
   private onFrames(worker: Worker, stream: Readable, data: Buffer): void {
     const buf = worker.pending ? Buffer.concat([worker.pending, data]) : data;
-    let off = 0;
-    while (buf.length - off >= FRAME_HEADER) {
-      const length = buf.readUInt32LE(off + 5);
-      const end = off + FRAME_HEADER + length;
-      if (end > buf.length) break;
-      this.onFrame(worker, stream, String.fromCharCode(buf[off]), buf.readUInt32LE(off + 1), buf.subarray(off + FRAME_HEADER, end));
-      off = end;
-    }
+    const off = readFrames(buf, (kind, seq, payload) => this.onFrame(worker, stream, kind, seq, payload));
     worker.pending = off === buf.length ? undefined : buf.subarray(off);
     // Don't pin a large chunk for a small tail.
     if (worker.pending && off > 0 && worker.pending.length < 4096) worker.pending = Buffer.from(worker.pending);
@@ -352,8 +340,8 @@ export class WorkerPool {
     if (!job || job.seq !== seq) return; // output of a task that has ended
     if (kind === "o" || kind === "e") {
       if (!job.sink.output(kind === "o" ? "stdout" : "stderr", payload)) this.pauseUntilDrained(stream, job);
-    } else if (kind in LOG_FRAMES) {
-      if (!job.sink.log(LOG_FRAMES[kind], payload.toString("utf8"))) this.pauseUntilDrained(stream, job);
+    } else if (LOG_FRAME_LEVEL[kind] !== undefined) {
+      if (!job.sink.log(LOG_FRAME_LEVEL[kind], payload.toString("utf8"))) this.pauseUntilDrained(stream, job);
     } else if (kind === "F") {
       // Being killed: the job ends with the worker's exit (its signal). The task may have
       // settled only because the kill's SIGTERM ended its children before the worker saw it.

@@ -15,7 +15,8 @@ import {
   type UpstreamRef,
   type WorkflowModel,
 } from "../../protocol/model";
-import { checkCron, isTimeZone } from "../../common/cron";
+import { checkCron } from "../../common/cron";
+import { isTimeZone } from "../../common/zone";
 import { parseDuration } from "../../common/durations";
 import { describeKind, evaluate, type Property, type Value } from "./evaluate";
 import { LineIndex } from "./line-index";

@@ -1,6 +1,7 @@
 import type { Hover, Position } from "vscode-languageserver";
 import type { FileAnalysis, TaskModel } from "../../protocol/model";
 import { describeCron, nextFireTimes } from "../../common/cron";
+import { localZone } from "../../common/zone";
 import { formatDuration } from "../../common/durations";
 import { containsPosition } from "../analyzer/line-index";
 import type { TaskHandle, WorkspaceIndex } from "../analyzer/workspace";
@@ -26,7 +27,7 @@ export function hover(index: WorkspaceIndex, uri: string, position: Position, no
 }
 
 function scheduleHover(schedule: string, timezone: string | undefined, now: Date): string {
-  const zone = timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = timezone ?? localZone();
   const lines = [`**${describeCron(schedule)}** (${zone})`, "", "| next fire time (cyctime) | bizdate |", "|---|---|"];
   try {
     for (const f of nextFireTimes(schedule, timezone, 5, now)) lines.push(`| ${f.cyctime.replace("T", " ")} | ${f.bizdate} |`);

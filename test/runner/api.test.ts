@@ -14,7 +14,7 @@ import WebSocket from "ws";
 import type { ApiError, ApiErrorCode, ApiMethod, ApiMethods, ApiResponse, CreateRunParams, RunPlan } from "../../protocol/api";
 import type { Run } from "../../protocol/runner";
 import { RunnerClient, RunnerError, readRunnerInfo } from "../../common/runner-client";
-import { addDays } from "../../common/engine/dates";
+import { addDays } from "../../common/zone";
 import { type Workspace, until, workspace } from "./fixture";
 
 let ws: Workspace;

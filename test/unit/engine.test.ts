@@ -26,8 +26,8 @@ import type {
   StartEffect,
   TaskState,
 } from "../../protocol/runner";
-import { previousDay, zonedIso } from "../../common/cron";
-import { addDays, instanceTimes, MAX_INSTANCES, startOfDay, testInstanceTime } from "../../common/engine/dates";
+import { instanceTimes, MAX_INSTANCES, testInstanceTime } from "../../common/engine/dates";
+import { addDays, previousDay, startOfDay, zonedIso } from "../../common/zone";
 import { DEFAULT_CONCURRENCY, Engine, planRun, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 /**
- * The import rule: each part imports only the shared folders (`protocol/`, `common/`) and
- * its own files, never another part's internals. So the extension never pulls in the
- * runner or the server, and pure code that two parts use lives in `common/`.
+ * The import rule (README, "Development"): each part imports only the shared folders
+ * (`protocol/`, `common/`) and its own files, never another part's internals. So the
+ * extension never pulls in the runner or the server, the runner never the server (it
+ * reaches the analyzer through its child process, and the CLI's check and dag through
+ * their own bundle, both by the messages in `protocol/`), and pure code that two parts
+ * use lives in `common/`. `test/` is not a part: a test may import anything.
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -15,11 +18,18 @@ const ALLOWED: Record<string, string[]> = {
   protocol: ["protocol"],
   common: ["common", "protocol"],
   client: ["client", "common", "protocol"],
+  server: ["server", "common", "protocol"],
+  runner: ["runner", "common", "protocol"],
   // The webview scripts: the shared message types, and the state styling the extension uses too.
   media: ["media", "protocol", "client/state-style"],
   "ts-plugin": ["ts-plugin"],
   sdk: ["sdk"],
+  // What a user's workspace looks like: workflow files import "tideflow" and Node only.
+  examples: ["examples"],
 };
+
+/** Not a part: a test may import anything it tests. */
+const UNRULED = new Set(["test", "node_modules", "dist"]);
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -41,4 +51,10 @@ test("each part imports only protocol/, common/ and itself", () => {
     }
   }
   assert.deepEqual(broken, []);
+});
+
+test("every top-level folder with TypeScript has a rule, except test/", () => {
+  const folders = readdirSync(ROOT).filter((name) => !name.startsWith(".") && !UNRULED.has(name) && statSync(join(ROOT, name)).isDirectory());
+  const withCode = folders.filter((name) => files(join(ROOT, name)).length > 0);
+  assert.deepEqual(withCode.filter((name) => !(name in ALLOWED)), []);
 });

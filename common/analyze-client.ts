@@ -1,48 +1,16 @@
 /**
- * The parent's side of dist/analyze.js (see analyze-process.ts): analysis in a child
- * process, kept warm for `idleMs` after its last answer, then let go.
+ * The parent's side of dist/analyze.js (`server/analyze-process.ts`): analysis in a child
+ * process, kept warm for `idleMs` after its last answer, then let go. The messages are
+ * `protocol/analyzer.ts`.
+ *
+ * In common/, not server/, because it has two parents: the language server (the
+ * workspace index) and the runner (one workflow file per run). It loads none of the
+ * analyzer — only `fork` and the messages — so the runner reads workflow files without
+ * TypeScript's parser in its heap, and without importing the server's code.
  */
 import { type ChildProcess, fork } from "node:child_process";
-import type { FileAnalysis, TaskModel, TideflowDiagnostic, WorkflowModel } from "../protocol/model";
-
-export type AnalyzeRequest =
-  | { id: number; kind: "file"; /** Absolute path. */ file: string }
-  | { id: number; kind: "index"; files: { uri: string; path: string; maxFileSize?: number }[] };
-
-export type FileResult =
-  | { ok: true; workflow?: WorkflowModel; errors: TideflowDiagnostic[] }
-  /** `reason` completes "<file> …"; `why` says which of the two it is, for a program. */
-  | { ok: false; why: "not-a-workflow-file" | "unreadable"; reason: string };
-
-export type AnalyzeResponse =
-  | ({ id: number; kind: "file" } & FileResult)
-  | { id: number; kind: "index"; analyses: PackedAnalysis[]; /** Files that could not be read. */ missing: string[] }
-  | { id: number; kind: "error"; message: string };
-
-/**
- * A FileAnalysis as plain JSON. `tasks` shares its objects with `workflow.tasks`; across
- * the process boundary a shared task is sent once, as its index in `workflow.tasks`.
- */
-export interface PackedAnalysis {
-  uri: string;
-  workflow?: WorkflowModel;
-  tasks: (TaskModel | number)[];
-  diagnostics: TideflowDiagnostic[];
-}
-
-export function packAnalysis(a: FileAnalysis): PackedAnalysis {
-  const listed = new Map(a.workflow?.tasks.map((t, i) => [t, i]));
-  return { uri: a.uri, workflow: a.workflow, tasks: a.tasks.map((t) => listed.get(t) ?? t), diagnostics: a.diagnostics };
-}
-
-export function unpackAnalysis(p: PackedAnalysis): FileAnalysis {
-  return {
-    uri: p.uri,
-    ...(p.workflow ? { workflow: p.workflow } : {}),
-    tasks: p.tasks.map((t) => (typeof t === "number" ? p.workflow!.tasks[t] : t)),
-    diagnostics: p.diagnostics,
-  };
-}
+import type { FileAnalysis } from "../protocol/model";
+import { unpackAnalysis, type AnalyzeRequest, type AnalyzeResponse, type FileResult } from "../protocol/analyzer";
 
 type Pending = { resolve(r: AnalyzeResponse): void; reject(e: Error): void };
 type Request = AnalyzeRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;

@@ -1,17 +1,20 @@
 /**
  * `tideflow check` and `tideflow dag`: the commands that work on files alone. They load the
  * analyzer, and with it TypeScript's parser, so they are bundled apart (dist/cli-files.js)
- * and loaded only when one of them runs: the runner commands start without them.
+ * and loaded only when one of them runs: the runner commands start without them. Here,
+ * beside the analyzer, not in runner/ with the rest of the CLI: the CLI's entry
+ * (`runner/cli.ts`) reaches them only through `protocol/cli-files.ts`, so the runner's
+ * code imports nothing of the server's.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { TideflowDiagnostic } from "../../protocol/model";
-import { layoutDag } from "../../server/dag/layout";
-import { renderDagSvg } from "../../server/dag/svg";
-import { isDirectory, isWorkflowFile, loadWorkspace } from "../../server/workspace-scan";
-import { UsageError, type Args } from "./args";
-import { workspaceOf } from "./workspace";
+import { UsageError, workspaceOf } from "../common/cli-usage";
+import type { CheckOptions, DagOptions, FileCommands } from "../protocol/cli-files";
+import type { TideflowDiagnostic } from "../protocol/model";
+import { layoutDag } from "./dag/layout";
+import { renderDagSvg } from "./dag/svg";
+import { isDirectory, isWorkflowFile, loadWorkspace } from "./workspace-scan";
 
 const SEVERITY_NAME: Record<number, string> = { 1: "error", 2: "warning", 3: "info", 4: "hint" };
 
@@ -23,8 +26,8 @@ function workspaceFor(target: string, flag: string | undefined, targetIsDir: boo
   return target.startsWith(cwd + sep) ? cwd : dirname(target);
 }
 
-export async function check(a: Args): Promise<number> {
-  const positionals = a.positionals;
+export async function check(a: CheckOptions): Promise<number> {
+  const positionals = a.paths;
   const targets: { path: string; isDir: boolean }[] = [];
   for (const p of positionals) {
     const path = resolve(p);
@@ -34,7 +37,7 @@ export async function check(a: Args): Promise<number> {
   }
   // One workspace gives the cross-file checks their context: --workspace, the directory
   // named, or the current directory.
-  const root = workspaceFor(targets[0].path, a.string("workspace"), targets.length === 1 && targets[0].isDir);
+  const root = workspaceFor(targets[0].path, a.workspace, targets.length === 1 && targets[0].isDir);
   const index = await loadWorkspace(root, targets.filter((t) => !t.isDir).map((t) => t.path));
   for (const t of targets.filter((t) => t.isDir && !(t.path + sep).startsWith(root + sep))) {
     for (const f of (await loadWorkspace(t.path)).all()) index.set(f);
@@ -57,7 +60,7 @@ export async function check(a: Args): Promise<number> {
     warnings += diagnostics.filter((d) => d.severity === 2).length;
     return { path: relative(process.cwd(), fileURLToPath(f.uri)) || ".", workflow: f.workflow?.id ?? null, diagnostics };
   });
-  if (a.flag("json")) {
+  if (a.json) {
     process.stdout.write(`${JSON.stringify({ files: report, errors, warnings }, null, 2)}\n`);
   } else {
     for (const f of report) {
@@ -70,21 +73,20 @@ export async function check(a: Args): Promise<number> {
   return errors > 0 ? 1 : 0;
 }
 
-export async function dag(a: Args): Promise<number> {
-  const positionals = a.positionals;
-  const svgOut = a.string("svg");
+export async function dag(a: DagOptions): Promise<number> {
+  const svgOut = a.svg;
   if (!svgOut) throw new UsageError("dag needs --svg OUT");
-  const target = resolve(positionals[0]);
-  const index = await loadWorkspace(workspaceFor(target, a.string("workspace"), false), [target]);
+  const target = resolve(a.path);
+  const index = await loadWorkspace(workspaceFor(target, a.workspace, false), [target]);
   const file = index.get(pathToFileURL(target).href);
-  if (!file) throw new UsageError(`cannot read ${positionals[0]}`);
+  if (!file) throw new UsageError(`cannot read ${a.path}`);
   if (!file.workflow) {
-    process.stderr.write(`${positionals[0]}: no workflow to draw (run \`tideflow check ${positionals[0]}\` to see why)\n`);
+    process.stderr.write(`${a.path}: no workflow to draw (run \`tideflow check ${a.path}\` to see why)\n`);
     return 1;
   }
   const graph = index.graph(file.workflow.id);
   if (!graph || index.workflowFile(file.workflow.id) !== file) {
-    process.stderr.write(`${positionals[0]}: workflow id \`${file.workflow.id}\` is defined in another file too\n`);
+    process.stderr.write(`${a.path}: workflow id \`${file.workflow.id}\` is defined in another file too\n`);
     return 1;
   }
   const svg = renderDagSvg(layoutDag(graph), { title: file.workflow.id });
@@ -102,3 +104,6 @@ export async function dag(a: Args): Promise<number> {
 function byPosition(a: TideflowDiagnostic, b: TideflowDiagnostic): number {
   return a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character;
 }
+
+// What the CLI's entry requires this bundle as: a mismatch is a type error here.
+({ check, dag }) satisfies FileCommands;
