@@ -13,7 +13,7 @@
  * that is not a zombie" (read from /proc); elsewhere the signal probe is all there is.
  */
 import type { ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { processAlive } from "../../common/process-alive";
 
 export { processAlive };
@@ -161,13 +161,19 @@ export function lastPid(): number | undefined {
   if (!isLinux) return undefined;
   let text: string;
   try {
-    text = readFileSync("/proc/loadavg", "latin1");
+    // One pread on a descriptor kept open: the file's content is made at each read.
+    loadavgFd ??= openSync("/proc/loadavg", "r");
+    const n = readSync(loadavgFd, loadavgBuf, 0, loadavgBuf.length, 0);
+    text = loadavgBuf.toString("latin1", 0, n).trimEnd();
   } catch {
     return undefined;
   }
   const last = Number(text.slice(text.lastIndexOf(" ") + 1));
   return Number.isInteger(last) && last > 0 ? last : undefined;
 }
+
+let loadavgFd: number | undefined;
+const loadavgBuf = Buffer.alloc(128);
 
 /** Whether /proc/loadavg counts pids as /proc names them (it does, unless the pid namespaces differ). */
 const lastPidUsable = ((): boolean => {

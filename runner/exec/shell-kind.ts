@@ -7,8 +7,7 @@
  * from it: reads on from where the log ends, learns its end by polling and from the exit
  * file, and can kill it as any attempt.
  */
-import { existsSync, mkdirSync, unlink } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, unlink } from "node:fs";
 import type { AttemptExit } from "../../protocol/runner";
 import { formatDuration } from "../../common/durations";
 import type { AttemptLog } from "../logs";
@@ -52,8 +51,8 @@ class ShellKind implements ExecutorKind {
       queueMicrotask(() => ctx.ended({ error: `could not start: shell task ${effect.task} has no command` }));
       return { kill: () => {} };
     }
+    // Beside the attempt's log, whose folder exists: the executor opened the log first.
     const paths = capturePaths(ctx.logPath);
-    mkdirSync(dirname(paths.stdout), { recursive: true, mode: 0o700 });
     const capture = this.capture(ctx.log, paths, 0, 0);
     let pid: number | undefined;
     let killing: (() => void) | undefined;
