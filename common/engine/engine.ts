@@ -43,20 +43,18 @@ import type {
   RunScope,
   RunSpec,
   StartEffect,
-  RunState,
   RunSummary,
-  RunTask,
   TaskInstance,
   TaskRef,
   TaskState,
   WorkflowInstance,
 } from "../../protocol/runner";
-import { TASK_STATES } from "../../protocol/runner";
 import { OPERATION_FROM } from "../../protocol/operations";
 import { formatDuration } from "../durations";
 import { planRun } from "./plan";
 import { orList, refuse } from "./refusals";
-import { LazyMap, LazySet, MinHeap, Tally, TaskTable } from "./tables";
+import { applyRecord } from "./apply";
+import { EngineState, type InstanceIndex, isReady, type RunIndex, runStateOf, verifyIndexes } from "./state";
 
 export const RECOVERY_ERROR = "the runner restarted and the attempt's process was gone with no known exit status; it runs again as a failover attempt";
 export const STOPPED_ERROR = "ended by `runner stop`; it runs again, as a failover attempt, when a runner starts";
@@ -70,55 +68,6 @@ export const LOST_END_ERROR = "its exit status was lost from a damaged journal";
 export type SnapshotEntry = { runSeq: number } | { run: Run } | { instancesOf: string; instances: WorkflowInstance[] };
 /** Instances per snapshot entry: a damaged line costs at most these, and no line is huge. */
 const SNAPSHOT_CHUNK = 1000;
-
-/** Derived, per run; rebuilt by `apply` alone, never serialized. */
-interface RunIndex {
-  run: Run;
-  defs: Map<string, RunTask>;
-  /** Direct downstream task ids within the selection. */
-  downstream: Map<string, string[]>;
-  /** Same order as `run.instances`; an instance's position is its priority. */
-  instances: InstanceIndex[];
-  /** Number of instances in state `active` / `queued`. */
-  active: number;
-  queued: number;
-  /** Positions of queued instances; may hold stale entries (see `peekQueued`). */
-  queue: MinHeap;
-  /** Task instances per state, over the whole run. */
-  counts: Record<TaskState, number>;
-  /** Instances per bizdate: when above 1 (hourly), messages add the cyctime. */
-  perBizdate: Map<string, number>;
-}
-
-/** Derived, per workflow instance. */
-interface InstanceIndex {
-  run: RunIndex;
-  inst: WorkflowInstance;
-  position: number;
-  /**
-   * Task id → its task instance. These per-instance tables are small classes over the
-   * run's shared task positions (see `TaskTable`), not Maps: four Maps and a Set cost
-   * 740 bytes an instance, 74 MB of a 100,000-instance run's heap.
-   */
-  tasks: Pick<Map<string, TaskInstance>, "get" | "has">;
-  /** Exactly the task instances in state `waiting`, in the order they got there. */
-  waiting: LazySet<TaskInstance>;
-  /** Number of task instances in state `running`. */
-  running: number;
-  /** Task id → the tasks whose `after` list names it (exactly). */
-  afterOf: LazyMap<string, Set<string>>;
-  /**
-   * Task id → how many of its upstreams and `after` tasks are not `success`. A task is
-   * ready when this is 0: kept up to date on every change, so that checking readiness
-   * costs O(1) even below a wide fan-in (a task with thousands of upstreams).
-   */
-  unmet: { get(task: string): number | undefined; set(task: string, value: number): unknown };
-}
-
-interface Timer {
-  at: number;
-  idx: InstanceIndex;
-}
 
 /** One decision under way: what it has emitted and what it has disturbed. */
 class Tx {
@@ -144,19 +93,7 @@ export { OPERATION_FROM };
 export { DEFAULT_CONCURRENCY, planRun, type RunDraft } from "./plan";
 
 export class Engine {
-  /** Every run, in creation order. The state `snapshot()` serializes. */
-  private readonly runs = new Map<string, RunIndex>();
-  private readonly instances = new Map<string, InstanceIndex>();
-  /**
-   * Pending times: a running attempt's deadline (until it timed out), or a waiting task's
-   * retry time. Bounded by the active work (running + retry-waiting tasks), so scanning it
-   * per decision is cheap.
-   */
-  private readonly timers = new Map<TaskInstance, Timer>();
-  /** Highest n of the `run-<n>` ids seen, for the next default id. */
-  private runSeq = 0;
-  /** Set by `halt`: nothing starts. */
-  private halted = false;
+  private readonly state = new EngineState();
 
   static replay(records: Iterable<EngineRecord>): Engine {
     const engine = new Engine();
@@ -193,12 +130,12 @@ export class Engine {
       if (!held) return;
       const run = held;
       held = undefined;
-      if (engine.runs.has(run.id) || run.instances.some((i) => engine.instances.has(i.id))) {
+      if (engine.state.runs.has(run.id) || run.instances.some((i) => engine.state.instances.has(i.id))) {
         notApplied++;
         problem(`snapshot: run ${run.id} twice`);
         return;
       }
-      engine.indexRun(run);
+      engine.state.indexRun(run);
     };
     for (const entry of snapshot as Iterable<SnapshotEntry>) {
       if (entry === null || typeof entry !== "object") notApplied++;
@@ -206,7 +143,7 @@ export class Engine {
       else if ("run" in entry) {
         place();
         held = entry.run;
-        engine.reserveRunIdOf(entry.run.id);
+        engine.state.reserveRunIdOf(entry.run.id);
       } else if ("instancesOf" in entry && held?.id === entry.instancesOf) held.instances.push(...entry.instances);
       else {
         notApplied++;
@@ -236,7 +173,7 @@ export class Engine {
       if (!fitted) {
         // An applied record's run exists, so its id is taken already; a skipped one's is taken here.
         const named = record.type === "run.created" ? record.run?.id : record.runId;
-        engine.reserveRunIdOf(named);
+        engine.state.reserveRunIdOf(named);
         notApplied++;
         if (problems.length < 20 && !problems[problems.length - 1]?.startsWith(record.type)) problem(`${record.type} of ${String(named)}: names what does not exist`);
       } else if (fitted !== record) adjusted++;
@@ -250,15 +187,15 @@ export class Engine {
    */
   private fit(r: EngineRecord): EngineRecord | undefined {
     if (r.type === "run.created") {
-      if (this.runs.has(r.run.id) || r.run.instances.some((i) => this.instances.has(i.id))) return undefined;
+      if (this.state.runs.has(r.run.id) || r.run.instances.some((i) => this.state.instances.has(i.id))) return undefined;
       return r;
     }
     if (r.type === "run.state") {
-      const run = this.runs.get(r.runId)?.run;
+      const run = this.state.runs.get(r.runId)?.run;
       if (!run) return undefined;
       return run.state === r.from ? r : { ...r, from: run.state };
     }
-    const idx = this.instances.get(r.instanceId);
+    const idx = this.state.instances.get(r.instanceId);
     if (!idx || idx.run.run.id !== r.runId) return undefined;
     if (r.type === "instance.state") return idx.inst.state === r.from ? r : { ...r, from: idx.inst.state };
     const ti = idx.tasks.get(r.task);
@@ -304,7 +241,7 @@ export class Engine {
         ...(last ? {} : { endedAt: at, error: LOST_ATTEMPT_ERROR }),
       });
     }
-    this.syncTimer(idx, ti);
+    this.state.syncTimer(idx, ti);
   }
 
   /**
@@ -315,7 +252,7 @@ export class Engine {
    */
   closeLostAttemptEnds(now: number): Decision {
     const tx = new Tx(now);
-    for (const run of this.runs.values()) {
+    for (const run of this.state.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           for (const a of ti.attempts) {
@@ -342,7 +279,7 @@ export class Engine {
    */
   settleLostTransitions(now: number): Decision {
     const tx = new Tx(now);
-    for (const run of this.runs.values()) {
+    for (const run of this.state.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           const a = ti.attempts[ti.attempts.length - 1];
@@ -359,12 +296,7 @@ export class Engine {
 
   /** The next default run id is above `run-<n>`: ids of runs lost from a damaged journal, or whose log folders exist, are never used again. */
   reserveRunIds(n: number): void {
-    if (Number.isSafeInteger(n) && n > this.runSeq) this.runSeq = n;
-  }
-
-  private reserveRunIdOf(id: unknown): void {
-    const m = typeof id === "string" ? /^run-(\d+)$/.exec(id) : null;
-    if (m) this.reserveRunIds(Number(m[1]));
+    this.state.reserveRunIds(n);
   }
 
   /**
@@ -372,8 +304,8 @@ export class Engine {
    * (a run of many instances as several entries). Live objects: serialize each at once.
    */
   *snapshotEntries(): Generator<SnapshotEntry> {
-    yield { runSeq: this.runSeq };
-    for (const { run } of this.runs.values()) {
+    yield { runSeq: this.state.runSeq };
+    for (const { run } of this.state.runs.values()) {
       if (run.instances.length <= SNAPSHOT_CHUNK) {
         yield { run };
         continue;
@@ -389,216 +321,8 @@ export class Engine {
   // apply: the only place state changes
   // ------------------------------------------------------------------------------------
 
-  /** Applies one record. Throws when the record does not fit the state (a corrupt journal). */
   apply(record: EngineRecord): void {
-    switch (record.type) {
-      case "run.created":
-        this.applyRunCreated(record);
-        return;
-      case "run.state": {
-        const run = this.runIndex(record.runId).run;
-        expectState(`run ${run.id}`, run.state, record.from);
-        run.state = record.to;
-        if (record.to === "running") delete run.endedAt;
-        else run.endedAt = record.at;
-        return;
-      }
-      case "instance.state": {
-        const idx = this.instanceIndex(record.instanceId);
-        expectState(`instance ${idx.inst.id}`, idx.inst.state, record.from);
-        idx.inst.state = record.to;
-        const run = idx.run;
-        adjustInstanceCount(run, record.from, -1);
-        adjustInstanceCount(run, record.to, +1);
-        if (record.to === "queued") run.queue.push(idx.position);
-        return;
-      }
-      case "task.state": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        expectState(`task ${record.task} of ${idx.inst.id}`, ti.state, record.from);
-        ti.state = record.to;
-        idx.run.counts[record.from]--;
-        idx.run.counts[record.to]++;
-        if (record.from === "waiting") idx.waiting.delete(ti);
-        if (record.to === "waiting") idx.waiting.add(ti);
-        if (record.from === "running") idx.running--;
-        if (record.to === "running") idx.running++;
-        if ((record.from === "success") !== (record.to === "success")) {
-          const delta = record.to === "success" ? -1 : 1;
-          for (const d of idx.run.downstream.get(ti.task) ?? []) idx.unmet.set(d, idx.unmet.get(d)! + delta);
-          for (const d of idx.afterOf.get(ti.task) ?? []) idx.unmet.set(d, idx.unmet.get(d)! + delta);
-        }
-        // A pending retry survives pause/resume; anything else that moves the task consumes or cancels it.
-        if (record.to !== "waiting" && record.to !== "paused") delete ti.retryAt;
-        if (record.after !== undefined) setAfter(idx, ti, record.after);
-        else if (record.to !== "not_run" && record.to !== "waiting" && record.to !== "paused") setAfter(idx, ti, []);
-        ti.history.push({
-          at: record.at,
-          from: record.from,
-          to: record.to,
-          cause: record.cause,
-          ...(record.by !== undefined ? { by: record.by } : {}),
-          ...(record.attempt !== undefined ? { attempt: record.attempt } : {}),
-        });
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.started": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        if (record.attempt !== ti.attempts.length + 1) {
-          throw new Error(
-            `journal out of order: expected attempt ${ti.attempts.length + 1} of ${record.task} on ${idx.inst.id}, got ${record.attempt}`,
-          );
-        }
-        ti.attempts.push({
-          n: record.attempt,
-          startedAt: record.at,
-          cause: record.cause,
-          retry: record.retry,
-          ...(record.deadline !== undefined ? { deadline: record.deadline } : {}),
-        });
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.process": {
-        const idx = this.instanceIndex(record.instanceId);
-        attemptOf(idx, taskOf(idx, record.task), record.attempt).pid = record.pid;
-        return;
-      }
-      case "attempt.timed-out": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        attemptOf(idx, ti, record.attempt).timedOutAt = record.at;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.kill-requested": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        const a = attemptOf(idx, ti, record.attempt);
-        a.killRequestedAt = record.at;
-        if (record.by !== undefined) a.killRequestedBy = record.by;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.ended": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        const attempt = attemptOf(idx, ti, record.attempt);
-        attempt.endedAt = record.at;
-        if (record.exitCode !== undefined) attempt.exitCode = record.exitCode;
-        if (record.signal !== undefined) attempt.signal = record.signal;
-        if (record.error !== undefined) attempt.error = record.error;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "task.retry-scheduled": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        ti.retryAt = record.retryAt;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      default: {
-        const never: never = record;
-        throw new Error(`unknown record type ${JSON.stringify((never as { type?: unknown }).type)}`);
-      }
-    }
-  }
-
-  private applyRunCreated(record: RunCreatedRecord): void {
-    const def = record.run;
-    const run: Run = {
-      id: def.id,
-      kind: def.kind,
-      file: def.file,
-      workflow: def.workflow,
-      spec: structuredClone(def.spec),
-      createdAt: record.at,
-      ...(def.by !== undefined ? { by: def.by } : {}),
-      parallelism: def.parallelism,
-      order: def.order,
-      concurrency: def.concurrency,
-      tasks: structuredClone(def.tasks),
-      state: "running",
-      instances: def.instances.map((i) => ({
-        id: i.id,
-        runId: def.id,
-        bizdate: i.bizdate,
-        cyctime: i.cyctime,
-        state: "queued" as InstanceState,
-        tasks: def.tasks.map((t) => ({ task: t.id, state: "not_run" as TaskState, attempts: [], history: [] })),
-      })),
-    };
-    this.indexRun(run);
-  }
-
-  /**
-   * Builds a run's derived indexes from its state, whatever that state is: a new run's
-   * (all `not_run`, every instance `queued`) or one fetched from a runner (`load`).
-   */
-  private indexRun(run: Run): void {
-    if (this.runs.has(run.id)) throw new Error(`journal has run ${run.id} created twice`);
-    const downstream = new Map<string, string[]>(run.tasks.map((t) => [t.id, []]));
-    for (const t of run.tasks) for (const u of t.upstream) downstream.get(u)?.push(t.id);
-    const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
-    const index: RunIndex = {
-      run,
-      defs: new Map(run.tasks.map((t) => [t.id, t])),
-      downstream,
-      instances: [],
-      active: 0,
-      queued: 0,
-      queue: new MinHeap(),
-      counts,
-      perBizdate: new Map(),
-    };
-    // Every instance lists the run's tasks in the run's order (as `run.created` makes
-    // them): its tables then share one position map. A run loaded in another order gets Maps.
-    const positions = new Map(run.tasks.map((t, i) => [t.id, i]));
-    run.instances.forEach((inst, position) => {
-      if (this.instances.has(inst.id)) throw new Error(`journal has instance ${inst.id} twice`);
-      const aligned = inst.tasks.length === run.tasks.length && inst.tasks.every((t, i) => t.task === run.tasks[i].id);
-      const tasks = aligned ? new TaskTable(positions, inst.tasks) : new Map(inst.tasks.map((t) => [t.task, t]));
-      const idx: InstanceIndex = {
-        run: index,
-        inst,
-        position,
-        tasks,
-        waiting: new LazySet(),
-        running: 0,
-        afterOf: new LazyMap(),
-        unmet: aligned ? new Tally(positions) : new Map(),
-      };
-      const unmetOf = (task: string) => (tasks.get(task)?.state === "success" ? 0 : 1);
-      for (const t of run.tasks) {
-        let unmet = 0;
-        for (const u of t.upstream) unmet += unmetOf(u);
-        idx.unmet.set(t.id, unmet);
-      }
-      for (const ti of inst.tasks) {
-        counts[ti.state]++;
-        if (ti.state === "waiting") idx.waiting.add(ti);
-        if (ti.state === "running") idx.running++;
-        for (const a of ti.after ?? []) {
-          let set = idx.afterOf.get(a);
-          if (!set) idx.afterOf.set(a, (set = new Set()));
-          set.add(ti.task);
-          idx.unmet.set(ti.task, idx.unmet.get(ti.task)! + unmetOf(a));
-        }
-        this.syncTimer(idx, ti);
-      }
-      adjustInstanceCount(index, inst.state, +1);
-      if (inst.state === "queued") index.queue.push(position);
-      index.instances.push(idx);
-      index.perBizdate.set(inst.bizdate, (index.perBizdate.get(inst.bizdate) ?? 0) + 1);
-      this.instances.set(inst.id, idx);
-    });
-    this.runs.set(run.id, index);
-    const seq = /^run-(\d+)$/.exec(run.id);
-    if (seq) this.runSeq = Math.max(this.runSeq, Number(seq[1]));
+    applyRecord(this.state, record);
   }
 
   /**
@@ -608,34 +332,17 @@ export class Engine {
    */
   load(run: Run): void {
     this.forget(run.id);
-    this.indexRun(structuredClone(run));
+    this.state.indexRun(structuredClone(run));
   }
 
   /** Drops a run and its instances (a client that no longer shows it). */
   forget(runId: string): void {
-    const index = this.runs.get(runId);
-    if (!index) return;
-    for (const idx of index.instances) {
-      this.instances.delete(idx.inst.id);
-      for (const ti of idx.inst.tasks) this.timers.delete(ti);
-    }
-    this.runs.delete(runId);
+    this.state.forget(runId);
   }
 
   /** Whether the engine holds the run (a client loads only some). */
   hasRun(runId: string): boolean {
-    return this.runs.has(runId);
-  }
-
-  private syncTimer(idx: InstanceIndex, ti: TaskInstance): void {
-    let at: number | undefined;
-    if (ti.state === "waiting") at = ti.retryAt;
-    else if (ti.state === "running") {
-      const a = ti.attempts[ti.attempts.length - 1];
-      if (a && a.endedAt === undefined && a.timedOutAt === undefined && a.killRequestedAt === undefined) at = a.deadline;
-    }
-    if (at === undefined) this.timers.delete(ti);
-    else this.timers.set(ti, { at, idx });
+    return this.state.runs.has(runId);
   }
 
   // ------------------------------------------------------------------------------------
@@ -649,8 +356,8 @@ export class Engine {
   createRun(spec: RunSpec, workflow: WorkflowModel, now: number, by?: string, id?: string): CreateRunResult {
     const planned = planRun(spec, workflow, now);
     if (!planned.ok) return planned;
-    const runId = id ?? `run-${this.runSeq + 1}`;
-    if (this.runs.has(runId)) return refuse("invalid-spec", `a run with id \`${runId}\` exists already`);
+    const runId = id ?? `run-${this.state.runSeq + 1}`;
+    if (this.state.runs.has(runId)) return refuse("invalid-spec", `a run with id \`${runId}\` exists already`);
     const { instances, ...draft } = planned.draft;
     const def: RunCreatedRecord["run"] = {
       id: runId,
@@ -660,7 +367,7 @@ export class Engine {
     };
     const tx = new Tx(now);
     this.emit(tx, { type: "run.created", at: now, run: def });
-    const run = this.runIndex(def.id);
+    const run = this.state.runIndex(def.id);
     tx.slots.add(run);
     tx.touched.add(run);
     return { ok: true, runId: def.id, ...this.settle(tx) };
@@ -729,7 +436,7 @@ export class Engine {
    * would never run. Not journaled: the next runner starts unhalted.
    */
   halt(): void {
-    this.halted = true;
+    this.state.halted = true;
   }
 
   /**
@@ -738,7 +445,7 @@ export class Engine {
    */
   tick(now: number): Decision {
     const tx = new Tx(now);
-    for (const [ti, timer] of this.timers) {
+    for (const [ti, timer] of this.state.timers) {
       if (timer.at > now) continue;
       if (ti.state === "running") {
         const idx = timer.idx;
@@ -758,7 +465,7 @@ export class Engine {
    * or undefined when the attempt is unknown or already ended (a kill raced the spawn).
    */
   recordProcess(ref: TaskRef, attempt: number, pid: number, now: number): EngineRecord | undefined {
-    const idx = this.instances.get(ref.instanceId);
+    const idx = this.state.instances.get(ref.instanceId);
     const ti = idx?.tasks.get(ref.task);
     const a = ti?.attempts[attempt - 1];
     if (!idx || !a || a.endedAt !== undefined) return undefined;
@@ -769,7 +476,7 @@ export class Engine {
 
   /** The `start` effect of an existing attempt, as `startTask` made it: what an executor needs to adopt it. */
   attemptEffect(instanceId: string, task: string, attempt: number): StartEffect | undefined {
-    const idx = this.instances.get(instanceId);
+    const idx = this.state.instances.get(instanceId);
     const ti = idx?.tasks.get(task);
     const a = ti?.attempts[attempt - 1];
     if (!idx || !ti || !a) return undefined;
@@ -793,7 +500,7 @@ export class Engine {
 
   /** Why an unended attempt is being killed (`operator`, `timeout`), if it is. */
   pendingKillOf(instanceId: string, task: string, attempt: number): "operator" | "timeout" | undefined {
-    const a = this.instances.get(instanceId)?.tasks.get(task)?.attempts[attempt - 1];
+    const a = this.state.instances.get(instanceId)?.tasks.get(task)?.attempts[attempt - 1];
     if (!a || a.endedAt !== undefined) return undefined;
     return a.killRequestedAt !== undefined ? "operator" : a.timedOutAt !== undefined ? "timeout" : undefined;
   }
@@ -801,7 +508,7 @@ export class Engine {
   /** Attempts with no recorded end, and their pids: what a crashed runner may have left running. */
   unendedAttempts(): { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] {
     const out: { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] = [];
-    for (const run of this.runs.values()) {
+    for (const run of this.state.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           const a = ti.attempts[ti.attempts.length - 1];
@@ -824,7 +531,7 @@ export class Engine {
    */
   recover(now: number, adopted: ReadonlySet<string> = new Set()): Decision {
     const tx = new Tx(now);
-    for (const run of this.runs.values()) {
+    for (const run of this.state.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           const a = ti.attempts[ti.attempts.length - 1];
@@ -933,7 +640,7 @@ export class Engine {
    */
   resume(ref: TaskRef, now: number, by?: string): OperationResult {
     return this.operate(ref, "resume", RESUME_FROM, now, (tx, idx, ti) => {
-      const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && this.isReady(idx, ti));
+      const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && isReady(idx, ti));
       this.transition(tx, idx, ti, ready ? "waiting" : "not_run", "operator", by);
       tx.dirty.add(idx);
     });
@@ -1044,7 +751,7 @@ export class Engine {
 
   /** The run; `instances: false` leaves its workflow instances out (`instances: []`), without copying them. */
   getRun(id: string, options: { instances?: boolean } = {}): Run | undefined {
-    const run = this.runs.get(id);
+    const run = this.state.runs.get(id);
     if (!run) return undefined;
     return options.instances === false ? structuredClone({ ...run.run, instances: [] }) : structuredClone(run.run);
   }
@@ -1055,7 +762,7 @@ export class Engine {
    * in it. `total` counts every match.
    */
   instancesPage(runId: string, offset: number, limit: number, state?: TaskState): { total: number; instances: WorkflowInstance[] } | undefined {
-    const run = this.runs.get(runId);
+    const run = this.state.runs.get(runId);
     if (!run) return undefined;
     const all = run.run.instances;
     const matching = state === undefined ? all : all.filter((i) => i.tasks.some((t) => t.state === state));
@@ -1063,12 +770,12 @@ export class Engine {
   }
 
   listRuns(): RunSummary[] {
-    return [...this.runs.values()].map(summaryOf);
+    return [...this.state.runs.values()].map(summaryOf);
   }
 
   /** One run's summary (the Instances tree's run rows), without building every run's. */
   runSummary(id: string): RunSummary | undefined {
-    const index = this.runs.get(id);
+    const index = this.state.runs.get(id);
     return index && summaryOf(index);
   }
 
@@ -1078,32 +785,30 @@ export class Engine {
    * `apply` changes state.
    */
   viewRun(id: string): Readonly<Run> | undefined {
-    return this.runs.get(id)?.run;
+    return this.state.runs.get(id)?.run;
   }
 
   viewInstance(instanceId: string): Readonly<WorkflowInstance> | undefined {
-    return this.instances.get(instanceId)?.inst;
+    return this.state.instances.get(instanceId)?.inst;
   }
 
   getInstance(instanceId: string): WorkflowInstance | undefined {
-    const idx = this.instances.get(instanceId);
+    const idx = this.state.instances.get(instanceId);
     return idx && structuredClone(idx.inst);
   }
 
   /** Ids of a run's instances for a bizdate (several for sub-daily schedules), in run order. */
   findInstances(runId: string, bizdate: string): string[] {
-    return (this.runs.get(runId)?.instances ?? []).filter((i) => i.inst.bizdate === bizdate).map((i) => i.inst.id);
+    return (this.state.runs.get(runId)?.instances ?? []).filter((i) => i.inst.bizdate === bizdate).map((i) => i.inst.id);
   }
 
   /** The earliest pending time after `now` (what the last decision's `wake` said). */
   nextWake(now: number): number | undefined {
-    let next: number | undefined;
-    for (const { at } of this.timers.values()) if (at > now && (next === undefined || at < next)) next = at;
-    return next;
+    return this.state.nextWake(now);
   }
 
   snapshot(): EngineSnapshot {
-    return { runs: [...this.runs.values()].map((r) => structuredClone(r.run)) };
+    return { runs: [...this.state.runs.values()].map((r) => structuredClone(r.run)) };
   }
 
   /**
@@ -1111,41 +816,7 @@ export class Engine {
    * incrementally kept ones differ (empty when consistent). For tests; O(everything).
    */
   verifyIndexes(): string[] {
-    const problems: string[] = [];
-    const timers = new Map<TaskInstance, number>();
-    for (const run of this.runs.values()) {
-      const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
-      let active = 0;
-      let queued = 0;
-      for (const idx of run.instances) {
-        if (idx.inst.state === "active") active++;
-        if (idx.inst.state === "queued") queued++;
-        const waiting = idx.inst.tasks.filter((t) => t.state === "waiting");
-        if (waiting.length !== idx.waiting.size || waiting.some((t) => !idx.waiting.has(t))) problems.push(`${idx.inst.id}: waiting set`);
-        const running = idx.inst.tasks.filter((t) => t.state === "running").length;
-        if (running !== idx.running) problems.push(`${idx.inst.id}: running ${idx.running}, expected ${running}`);
-        for (const ti of idx.inst.tasks) {
-          counts[ti.state]++;
-          const deps = [...run.defs.get(ti.task)!.upstream, ...(ti.after ?? [])];
-          const unmet = deps.filter((u) => idx.tasks.get(u)!.state !== "success").length;
-          if (unmet !== idx.unmet.get(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: unmet ${idx.unmet.get(ti.task)}, expected ${unmet}`);
-          for (const a of ti.after ?? []) if (!idx.afterOf.get(a)?.has(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: afterOf ${a}`);
-          const last = ti.attempts[ti.attempts.length - 1];
-          if (ti.state === "waiting" && ti.retryAt !== undefined) timers.set(ti, ti.retryAt);
-          if (ti.state === "running" && last?.endedAt === undefined && last?.timedOutAt === undefined && last?.killRequestedAt === undefined && last?.deadline !== undefined) {
-            timers.set(ti, last.deadline);
-          }
-        }
-        for (const [a, set] of idx.afterOf) {
-          for (const t of set) if (!idx.tasks.get(t)!.after?.includes(a)) problems.push(`${idx.inst.id} ${t}: stale afterOf ${a}`);
-        }
-      }
-      if (active !== run.active || queued !== run.queued) problems.push(`${run.run.id}: active/queued ${run.active}/${run.queued}, expected ${active}/${queued}`);
-      for (const s of TASK_STATES) if (counts[s] !== run.counts[s]) problems.push(`${run.run.id}: ${s} count ${run.counts[s]}, expected ${counts[s]}`);
-      if (run.run.state !== runStateOf(run)) problems.push(`${run.run.id}: state ${run.run.state}, expected ${runStateOf(run)}`);
-    }
-    if (timers.size !== this.timers.size || [...timers].some(([ti, at]) => this.timers.get(ti)?.at !== at)) problems.push("timers");
-    return problems;
+    return verifyIndexes(this.state);
   }
 
   // ------------------------------------------------------------------------------------
@@ -1195,7 +866,7 @@ export class Engine {
     for (const t of idx.afterOf.get(ti.task) ?? []) candidates.add(t);
     for (const id of candidates) {
       const d = idx.tasks.get(id)!;
-      if (d.state === "not_run" && this.isReady(idx, d)) this.transition(tx, idx, d, "waiting", "upstream");
+      if (d.state === "not_run" && isReady(idx, d)) this.transition(tx, idx, d, "waiting", "upstream");
     }
   }
 
@@ -1219,11 +890,6 @@ export class Engine {
   private failover(tx: Tx, idx: InstanceIndex, ti: TaskInstance, attempt: number): void {
     this.transition(tx, idx, ti, "waiting", "recovery", undefined, attempt);
     tx.dirty.add(idx);
-  }
-
-  /** Every upstream in the selection and every task in `after` is `success`. */
-  private isReady(idx: InstanceIndex, ti: TaskInstance): boolean {
-    return idx.unmet.get(ti.task) === 0;
   }
 
   /**
@@ -1296,7 +962,7 @@ export class Engine {
       const state = runStateOf(run);
       if (state !== run.run.state) this.emit(tx, { type: "run.state", at: tx.now, runId: run.run.id, from: run.run.state, to: state });
     }
-    const wake = this.nextWake(tx.now);
+    const wake = this.state.nextWake(tx.now);
     if (wake !== undefined) tx.effects.push({ type: "wake", at: wake });
     return { records: tx.records, effects: tx.effects };
   }
@@ -1318,7 +984,7 @@ export class Engine {
   private activate(tx: Tx, idx: InstanceIndex): void {
     this.setInstanceState(tx, idx, "active");
     for (const ti of idx.inst.tasks) {
-      if (ti.state !== "not_run" || !this.isReady(idx, ti)) continue;
+      if (ti.state !== "not_run" || !isReady(idx, ti)) continue;
       // Roots start because the instance did; others (re-activated instance) because an upstream succeeded.
       const cause = idx.run.defs.get(ti.task)!.upstream.length > 0 || ti.after ? "upstream" : "scheduler";
       this.transition(tx, idx, ti, "waiting", cause);
@@ -1328,11 +994,11 @@ export class Engine {
 
   /** A finished instance has work again when an operation made a task waiting or ready. */
   private hasWork(idx: InstanceIndex): boolean {
-    return idx.waiting.size > 0 || idx.inst.tasks.some((t) => t.state === "not_run" && this.isReady(idx, t));
+    return idx.waiting.size > 0 || idx.inst.tasks.some((t) => t.state === "not_run" && isReady(idx, t));
   }
 
   private startReady(tx: Tx, idx: InstanceIndex): void {
-    if (this.halted) return;
+    if (this.state.halted) return;
     const limit = idx.run.run.concurrency;
     // Deleting the current element while iterating a Set is safe; `startTask` does so via apply.
     for (const ti of idx.waiting) {
@@ -1378,20 +1044,8 @@ export class Engine {
     });
   }
 
-  private runIndex(id: string): RunIndex {
-    const run = this.runs.get(id);
-    if (!run) throw new Error(`journal names run ${id}, which was never created`);
-    return run;
-  }
-
-  private instanceIndex(id: string): InstanceIndex {
-    const idx = this.instances.get(id);
-    if (!idx) throw new Error(`journal names workflow instance ${id}, which was never created`);
-    return idx;
-  }
-
   private resolve(ref: TaskRef): { ok: true; idx: InstanceIndex; ti: TaskInstance } | Refusal {
-    const idx = this.instances.get(ref.instanceId);
+    const idx = this.state.instances.get(ref.instanceId);
     if (!idx) return refuse("no-instance", `no workflow instance \`${ref.instanceId}\``);
     const ti = idx.tasks.get(ref.task);
     if (!ti) {
@@ -1431,10 +1085,10 @@ export class Engine {
   private resolveScope(
     scope: RunScope,
   ): { ok: true; run: RunIndex; instances: InstanceIndex[]; label: string } | Refusal {
-    const run = this.runs.get(scope.runId);
+    const run = this.state.runs.get(scope.runId);
     if (!run) return refuse("no-run", `no run \`${scope.runId}\``);
     if (scope.instanceId === undefined) return { ok: true, run, instances: run.instances, label: `run ${run.run.id}` };
-    const idx = this.instances.get(scope.instanceId);
+    const idx = this.state.instances.get(scope.instanceId);
     if (!idx || idx.run !== run) return refuse("no-instance", `run ${run.run.id} has no workflow instance \`${scope.instanceId}\``);
     return { ok: true, run, instances: [idx], label: `the instance on ${this.describeInstance(idx)}` };
   }
@@ -1447,38 +1101,6 @@ export class Engine {
   private describe(idx: InstanceIndex, task: string): string {
     return `\`${task}\` on ${this.describeInstance(idx)}`;
   }
-}
-
-/** Replaces a task's `after` list, keeping `afterOf` and `unmet` exact. */
-function setAfter(idx: InstanceIndex, ti: TaskInstance, after: readonly string[]): void {
-  const unmetOf = (task: string) => (idx.tasks.get(task)!.state === "success" ? 0 : 1);
-  let unmet = idx.unmet.get(ti.task)!;
-  for (const a of ti.after ?? []) {
-    idx.afterOf.get(a)?.delete(ti.task);
-    unmet -= unmetOf(a);
-  }
-  if (after.length > 0) {
-    ti.after = [...after];
-    for (const a of after) {
-      let set = idx.afterOf.get(a);
-      if (!set) idx.afterOf.set(a, (set = new Set()));
-      set.add(ti.task);
-      unmet += unmetOf(a);
-    }
-  } else delete ti.after;
-  idx.unmet.set(ti.task, unmet);
-}
-
-function runStateOf(run: RunIndex): RunState {
-  if (run.active + run.queued > 0) return "running";
-  const c = run.counts;
-  if (c.success === run.run.instances.length * run.run.tasks.length) return "success";
-  if (c.failed > 0) return "failed";
-  if (c.killed > 0) return "killed";
-  if (c.paused > 0) return "paused";
-  // Unreachable while instances finish only when nothing can progress: a not_run task
-  // left over is downstream of a failed, killed or paused one.
-  return "failed";
 }
 
 function summaryOf({ run, counts }: RunIndex): RunSummary {
@@ -1495,25 +1117,3 @@ function summaryOf({ run, counts }: RunIndex): RunSummary {
     counts: { ...counts },
   };
 }
-
-function adjustInstanceCount(run: RunIndex, state: InstanceState, delta: number): void {
-  if (state === "active") run.active += delta;
-  else if (state === "queued") run.queued += delta;
-}
-
-function expectState(what: string, actual: string, expected: string): void {
-  if (actual !== expected) throw new Error(`journal out of order: expected ${what} in state ${expected}, got ${actual}`);
-}
-
-function taskOf(idx: InstanceIndex, task: string): TaskInstance {
-  const ti = idx.tasks.get(task);
-  if (!ti) throw new Error(`journal names task ${task} of ${idx.inst.id}, which its run did not select`);
-  return ti;
-}
-
-function attemptOf(idx: InstanceIndex, ti: TaskInstance, n: number) {
-  const a = ti.attempts[n - 1];
-  if (!a) throw new Error(`journal names attempt ${n} of ${ti.task} on ${idx.inst.id}, which has ${ti.attempts.length}`);
-  return a;
-}
-

@@ -1,5 +1,5 @@
 /**
- * The small containers the engine's indexes are built of (see `indexRun`):
+ * The small containers the engine's indexes are built of (see `indexRun` in state.ts):
  * per-instance tables over the run's shared task positions, a Map and a Set allocated
  * only when first written, and the heap that orders a run's queued instances. They exist
  * for memory: whatever one workflow instance costs here, a 100,000-instance run pays
