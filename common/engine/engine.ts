@@ -10,32 +10,15 @@
  *   runner dies in between, the journal shows attempts as running whose processes may
  *   never have started, and `recover` ends them.
  *
- * Scheduling, in the terms of `protocol/runner.ts`:
- * - A run holds at most `parallelism` workflow instances `active`; `queued` ones are
- *   activated in the run's order (by cyctime, asc or desc) as slots free up.
- * - An active instance starts `waiting` tasks, first come first served, while fewer than
- *   `concurrency` of its tasks run. A task is promoted `not_run → waiting` once every
- *   upstream in the selection (and every task in its `after` list) is `success`.
- * - An instance is `finished` when none of its tasks is waiting or running: then nothing
- *   can progress without an operator, so it gives its slot to the next instance (a paused
- *   or failed task does not hold a backfill up). An operation that gives a finished
- *   instance something to do queues it again, behind the slot limit like everyone else.
- * - A killed attempt frees its concurrency slot at once, before its process is gone:
- *   the task is `killed` from the moment of the operation, and the exit report that
- *   follows only completes the attempt's record.
- * - A pending retry is `waiting` with `retryAt` (not `failed`): nothing needs a person yet,
- *   and the instance keeps its slot until the retry has run.
+ * Scheduling (slots, concurrency, readiness, retries, timeouts): scheduling.ts.
  */
 import type { WorkflowModel } from "../../protocol/model";
 import type {
   AttemptExit,
   CreateRunResult,
   Decision,
-  Effect,
   EngineRecord,
   EngineSnapshot,
-  HistoryCause,
-  InstanceState,
   OperationResult,
   Refusal,
   Run,
@@ -50,15 +33,14 @@ import type {
   WorkflowInstance,
 } from "../../protocol/runner";
 import { OPERATION_FROM } from "../../protocol/operations";
-import { formatDuration } from "../durations";
+import { attemptEffect, onAttemptExit, pendingKillOf, recordProcess, recover, unendedAttempts } from "./attempts";
+import { base, Tx } from "./decision";
 import { planRun } from "./plan";
-import { orList, refuse } from "./refusals";
+import { describe, describeInstance, orList, refuse, resolve } from "./refusals";
+import { fail, settle, succeed, tick } from "./scheduling";
 import { applyRecord } from "./apply";
-import { EngineState, type InstanceIndex, isReady, type RunIndex, runStateOf, verifyIndexes } from "./state";
+import { EngineState, type InstanceIndex, isReady, type RunIndex, verifyIndexes } from "./state";
 
-export const RECOVERY_ERROR = "the runner restarted and the attempt's process was gone with no known exit status; it runs again as a failover attempt";
-export const STOPPED_ERROR = "ended by `runner stop`; it runs again, as a failover attempt, when a runner starts";
-export const RECOVERY_KILLED_ERROR = "runner restarted before the killed attempt's exit was reported";
 /** An attempt known only from later records: its start record was lost from a damaged journal. */
 export const LOST_ATTEMPT_ERROR = "its records were lost from a damaged journal";
 /** An attempt whose end was decided but whose end record was lost from a damaged journal. */
@@ -69,19 +51,6 @@ export type SnapshotEntry = { runSeq: number } | { run: Run } | { instancesOf: s
 /** Instances per snapshot entry: a damaged line costs at most these, and no line is huge. */
 const SNAPSHOT_CHUNK = 1000;
 
-/** One decision under way: what it has emitted and what it has disturbed. */
-class Tx {
-  readonly records: EngineRecord[] = [];
-  readonly effects: Effect[] = [];
-  /** Instances whose tasks changed: check what can start, and whether they finished. */
-  readonly dirty = new Set<InstanceIndex>();
-  /** Runs that may have a free slot for a queued instance. */
-  readonly slots = new Set<RunIndex>();
-  /** Runs whose state must be recomputed. */
-  readonly touched = new Set<RunIndex>();
-  constructor(readonly now: number) {}
-}
-
 const RERUN_FROM = OPERATION_FROM.rerun;
 const KILL_FROM = OPERATION_FROM.kill;
 const SET_SUCCESS_FROM = OPERATION_FROM.setSuccess;
@@ -91,6 +60,7 @@ const RESUME_FROM = OPERATION_FROM.resume;
 /** The states each single-task operation is allowed from (SPEC §3): protocol/operations.ts. */
 export { OPERATION_FROM };
 export { DEFAULT_CONCURRENCY, planRun, type RunDraft } from "./plan";
+export { RECOVERY_ERROR, RECOVERY_KILLED_ERROR, STOPPED_ERROR } from "./attempts";
 
 export class Engine {
   private readonly state = new EngineState();
@@ -251,7 +221,7 @@ export class Engine {
    * takes them for attempts that may still run.
    */
   closeLostAttemptEnds(now: number): Decision {
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     for (const run of this.state.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
@@ -263,7 +233,7 @@ export class Engine {
             for (let i = ti.history.length - 1; i >= 0 && !end; i--) if (ti.history[i].attempt === a.n && ti.history[i].from === "running") end = ti.history[i];
             if (!end || end.to === "killed" || end.cause === "operator") continue;
             const ok = end.to === "success" && end.cause === "scheduler";
-            this.emit(tx, { type: "attempt.ended", at: now, ...this.base(idx, ti.task), attempt: a.n, ...(ok ? { exitCode: 0 } : { error: LOST_END_ERROR }) });
+            tx.emit({ type: "attempt.ended", at: now, ...base(idx, ti.task), attempt: a.n, ...(ok ? { exitCode: 0 } : { error: LOST_END_ERROR }) });
           }
         }
       }
@@ -278,20 +248,20 @@ export class Engine {
    * cause `recovery`, and the scheduler carries on. Nothing that finished runs again.
    */
   settleLostTransitions(now: number): Decision {
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     for (const run of this.state.runs.values()) {
       for (const idx of run.instances) {
         for (const ti of idx.inst.tasks) {
           const a = ti.attempts[ti.attempts.length - 1];
           if (ti.state !== "running" || !a || a.endedAt === undefined) continue;
           const ok = a.timedOutAt === undefined && a.error === undefined && a.signal === undefined && a.exitCode === 0;
-          if (ok) this.succeed(tx, idx, ti, "recovery", undefined, a.n);
-          else this.fail(tx, idx, ti, "recovery");
+          if (ok) succeed(tx, idx, ti, "recovery", undefined, a.n);
+          else fail(tx, idx, ti, "recovery");
         }
       }
     }
     if (tx.records.length === 0) return { records: [], effects: [] };
-    return this.settle(tx);
+    return settle(tx);
   }
 
   /** The next default run id is above `run-<n>`: ids of runs lost from a damaged journal, or whose log folders exist, are never used again. */
@@ -365,12 +335,12 @@ export class Engine {
       ...(by !== undefined ? { by } : {}),
       instances: instances.map((t) => ({ id: `${runId}@${t.cyctime.replace(/[-:]/g, "")}`, bizdate: t.bizdate, cyctime: t.cyctime })),
     };
-    const tx = new Tx(now);
-    this.emit(tx, { type: "run.created", at: now, run: def });
+    const tx = new Tx(this.state, now);
+    tx.emit({ type: "run.created", at: now, run: def });
     const run = this.state.runIndex(def.id);
     tx.slots.add(run);
     tx.touched.add(run);
-    return { ok: true, runId: def.id, ...this.settle(tx) };
+    return { ok: true, runId: def.id, ...settle(tx) };
   }
 
   /**
@@ -390,44 +360,7 @@ export class Engine {
     exit: AttemptExit,
     now: number,
   ): OperationResult {
-    const found = this.resolve({ instanceId, task });
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const a = ti.attempts[attempt - 1];
-    if (a === undefined) {
-      return refuse("no-log", `${this.describe(idx, task)} has no attempt ${attempt}; it has ${ti.attempts.length}`);
-    }
-    if (a.endedAt !== undefined) return { ok: true, ...this.settle(new Tx(now)) };
-    const tx = new Tx(now);
-    const def = idx.run.defs.get(task)!;
-    const timedOut = a.timedOutAt !== undefined;
-    const error = timedOut
-      ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}`
-      : exit.interrupted && a.killRequestedAt === undefined
-        ? (exit.error ?? STOPPED_ERROR)
-        : exit.error;
-    this.emit(tx, {
-      type: "attempt.ended",
-      at: now,
-      runId: idx.run.run.id,
-      instanceId,
-      task,
-      attempt,
-      ...(exit.exitCode !== undefined ? { exitCode: exit.exitCode } : {}),
-      ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
-      ...(error !== undefined ? { error } : {}),
-    });
-    if (attempt === ti.attempts.length && ti.state === "running") {
-      const succeeded = !timedOut && exit.error === undefined && exit.signal === undefined && exit.exitCode === 0;
-      if (a.killRequestedAt !== undefined) {
-        // The operator's kill is complete only now that the processes are gone (SPEC §3).
-        this.transition(tx, idx, ti, "killed", "operator", a.killRequestedBy, attempt);
-        tx.dirty.add(idx);
-      } else if (exit.interrupted && !timedOut) this.failover(tx, idx, ti, attempt);
-      else if (succeeded) this.succeed(tx, idx, ti, "scheduler", undefined, attempt);
-      else this.fail(tx, idx, ti, timedOut ? "timeout" : undefined);
-    }
-    return { ok: true, ...this.settle(tx) };
+    return onAttemptExit(this.state, instanceId, task, attempt, exit, now);
   }
 
   /**
@@ -444,20 +377,7 @@ export class Engine {
    * deadline (the exit report then fails them) and starts retries that fell due.
    */
   tick(now: number): Decision {
-    const tx = new Tx(now);
-    for (const [ti, timer] of this.state.timers) {
-      if (timer.at > now) continue;
-      if (ti.state === "running") {
-        const idx = timer.idx;
-        const attempt = ti.attempts.length;
-        const base = { runId: idx.run.run.id, instanceId: idx.inst.id, task: ti.task, attempt };
-        this.emit(tx, { type: "attempt.timed-out", at: now, ...base });
-        tx.effects.push({ type: "kill", ...base, reason: "timeout" });
-      } else {
-        tx.dirty.add(timer.idx);
-      }
-    }
-    return this.settle(tx);
+    return tick(this.state, now);
   }
 
   /**
@@ -465,58 +385,22 @@ export class Engine {
    * or undefined when the attempt is unknown or already ended (a kill raced the spawn).
    */
   recordProcess(ref: TaskRef, attempt: number, pid: number, now: number): EngineRecord | undefined {
-    const idx = this.state.instances.get(ref.instanceId);
-    const ti = idx?.tasks.get(ref.task);
-    const a = ti?.attempts[attempt - 1];
-    if (!idx || !a || a.endedAt !== undefined) return undefined;
-    const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid };
-    this.apply(record);
-    return record;
+    return recordProcess(this.state, ref, attempt, pid, now);
   }
 
   /** The `start` effect of an existing attempt, as `startTask` made it: what an executor needs to adopt it. */
   attemptEffect(instanceId: string, task: string, attempt: number): StartEffect | undefined {
-    const idx = this.state.instances.get(instanceId);
-    const ti = idx?.tasks.get(task);
-    const a = ti?.attempts[attempt - 1];
-    if (!idx || !ti || !a) return undefined;
-    const def = idx.run.defs.get(task)!;
-    const run = idx.run.run;
-    return {
-      type: "start",
-      ...this.base(idx, task),
-      workflow: run.workflow,
-      file: run.file,
-      kind: def.kind,
-      ...(def.command !== undefined ? { command: def.command } : {}),
-      attempt,
-      bizdate: idx.inst.bizdate,
-      cyctime: idx.inst.cyctime,
-      params: { ...def.params },
-      ...(def.timeoutMs !== undefined ? { timeoutMs: def.timeoutMs } : {}),
-      ...(a.deadline !== undefined ? { deadline: a.deadline } : {}),
-    };
+    return attemptEffect(this.state, instanceId, task, attempt);
   }
 
   /** Why an unended attempt is being killed (`operator`, `timeout`), if it is. */
   pendingKillOf(instanceId: string, task: string, attempt: number): "operator" | "timeout" | undefined {
-    const a = this.state.instances.get(instanceId)?.tasks.get(task)?.attempts[attempt - 1];
-    if (!a || a.endedAt !== undefined) return undefined;
-    return a.killRequestedAt !== undefined ? "operator" : a.timedOutAt !== undefined ? "timeout" : undefined;
+    return pendingKillOf(this.state, instanceId, task, attempt);
   }
 
   /** Attempts with no recorded end, and their pids: what a crashed runner may have left running. */
   unendedAttempts(): { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] {
-    const out: { runId: string; instanceId: string; task: string; attempt: number; pid?: number }[] = [];
-    for (const run of this.state.runs.values()) {
-      for (const idx of run.instances) {
-        for (const ti of idx.inst.tasks) {
-          const a = ti.attempts[ti.attempts.length - 1];
-          if (a && a.endedAt === undefined) out.push({ runId: run.run.id, instanceId: idx.inst.id, task: ti.task, attempt: a.n, pid: a.pid });
-        }
-      }
-    }
-    return out;
+    return unendedAttempts(this.state);
   }
 
   /**
@@ -530,41 +414,7 @@ export class Engine {
    * task instance, once per restart.
    */
   recover(now: number, adopted: ReadonlySet<string> = new Set()): Decision {
-    const tx = new Tx(now);
-    for (const run of this.state.runs.values()) {
-      for (const idx of run.instances) {
-        for (const ti of idx.inst.tasks) {
-          const a = ti.attempts[ti.attempts.length - 1];
-          if (a === undefined || a.endedAt !== undefined) continue;
-          if (adopted.has(`${idx.inst.id}/${ti.task}/${a.n}`)) continue;
-          const running = ti.state === "running";
-          const killing = !running || a.killRequestedAt !== undefined;
-          const def = run.defs.get(ti.task)!;
-          this.emit(tx, {
-            type: "attempt.ended",
-            at: now,
-            runId: run.run.id,
-            instanceId: idx.inst.id,
-            task: ti.task,
-            attempt: a.n,
-            error: killing
-              ? RECOVERY_KILLED_ERROR
-              : a.timedOutAt !== undefined
-                ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}; ${RECOVERY_KILLED_ERROR}`
-                : RECOVERY_ERROR,
-          });
-          if (!running) continue;
-          if (a.killRequestedAt !== undefined) {
-            this.transition(tx, idx, ti, "killed", "operator", a.killRequestedBy, a.n);
-            tx.dirty.add(idx);
-          } else if (a.timedOutAt !== undefined) this.fail(tx, idx, ti, "timeout");
-          else this.failover(tx, idx, ti, a.n);
-        }
-        if (idx.inst.state === "active") tx.dirty.add(idx);
-      }
-      if (run.run.state === "running") tx.slots.add(run);
-    }
-    return this.settle(tx);
+    return recover(this.state, now, adopted);
   }
 
   // ------------------------------------------------------------------------------------
@@ -582,16 +432,16 @@ export class Engine {
     if (!found.ok) return found;
     const pending = this.pendingKill(found.idx, found.ti);
     if (pending) return pending;
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     this.killTask(tx, found.idx, found.ti, by);
-    return { ok: true, ...this.settle(tx) };
+    return { ok: true, ...settle(tx) };
   }
 
   /** The refusal for a task whose attempt is being killed already, if it is. */
   private pendingKill(idx: InstanceIndex, ti: TaskInstance): Refusal | undefined {
     const a = ti.attempts[ti.attempts.length - 1];
     if (ti.state !== "running" || a?.killRequestedAt === undefined) return undefined;
-    return refuse("kill-pending", `${this.describe(idx, ti.task)} is being killed already (asked at ${new Date(a.killRequestedAt).toISOString()}); it becomes killed when its processes are gone`, {
+    return refuse("kill-pending", `${describe(idx, ti.task)} is being killed already (asked at ${new Date(a.killRequestedAt).toISOString()}); it becomes killed when its processes are gone`, {
       state: ti.state,
     });
   }
@@ -600,11 +450,11 @@ export class Engine {
   private killTask(tx: Tx, idx: InstanceIndex, ti: TaskInstance, by: string | undefined): void {
     if (ti.state === "running") {
       const attempt = ti.attempts.length;
-      this.emit(tx, { type: "attempt.kill-requested", at: tx.now, ...this.base(idx, ti.task), attempt, ...(by !== undefined ? { by } : {}) });
-      tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
+      tx.emit({ type: "attempt.kill-requested", at: tx.now, ...base(idx, ti.task), attempt, ...(by !== undefined ? { by } : {}) });
+      tx.effects.push({ type: "kill", ...base(idx, ti.task), attempt, reason: "operator" });
       tx.touched.add(idx.run);
     } else {
-      this.transition(tx, idx, ti, "killed", "operator", by);
+      tx.transition(idx, ti, "killed", "operator", by);
       tx.dirty.add(idx);
     }
   }
@@ -616,20 +466,20 @@ export class Engine {
    */
   rerun(ref: TaskRef, now: number, by?: string): OperationResult {
     return this.operate(ref, "rerun", RERUN_FROM, now, (tx, idx, ti) => {
-      this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
+      tx.transition(idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
       tx.dirty.add(idx);
     });
   }
 
   /** failed, killed → success; not_run downstream proceeds. */
   setSuccess(ref: TaskRef, now: number, by?: string): OperationResult {
-    return this.operate(ref, "set success", SET_SUCCESS_FROM, now, (tx, idx, ti) => this.succeed(tx, idx, ti, "operator", by, undefined));
+    return this.operate(ref, "set success", SET_SUCCESS_FROM, now, (tx, idx, ti) => succeed(tx, idx, ti, "operator", by, undefined));
   }
 
   /** not_run, waiting → paused: not started until resumed; its downstream waits. */
   pause(ref: TaskRef, now: number, by?: string): OperationResult {
     return this.operate(ref, "pause", PAUSE_FROM, now, (tx, idx, ti) => {
-      this.transition(tx, idx, ti, "paused", "operator", by);
+      tx.transition(idx, ti, "paused", "operator", by);
       tx.dirty.add(idx);
     });
   }
@@ -641,7 +491,7 @@ export class Engine {
   resume(ref: TaskRef, now: number, by?: string): OperationResult {
     return this.operate(ref, "resume", RESUME_FROM, now, (tx, idx, ti) => {
       const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && isReady(idx, ti));
-      this.transition(tx, idx, ti, ready ? "waiting" : "not_run", "operator", by);
+      tx.transition(idx, ti, ready ? "waiting" : "not_run", "operator", by);
       tx.dirty.add(idx);
     });
   }
@@ -652,7 +502,7 @@ export class Engine {
    * directly or through tasks that are not rerun, have succeeded.
    */
   rerunDownstream(ref: TaskRef, downstream: readonly string[] | "all", now: number, by?: string): OperationResult {
-    const found = this.resolve(ref);
+    const found = resolve(this.state, ref);
     if (!found.ok) return found;
     const { idx, ti } = found;
     const run = idx.run;
@@ -685,14 +535,14 @@ export class Engine {
     if (wrong.length > 0) {
       return refuse(
         "wrong-state",
-        `rerun downstream needs every chosen task in state ${orList(RERUN_FROM)}; on ${this.describeInstance(idx)} ` +
+        `rerun downstream needs every chosen task in state ${orList(RERUN_FROM)}; on ${describeInstance(idx)} ` +
           wrong.map((t) => `\`${t.task}\` is ${t.state}`).join(", "),
         { state: wrong[0].state, allowed: RERUN_FROM },
       );
     }
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     this.resetInOrder(tx, idx, set, ti.task, by);
-    return { ok: true, ...this.settle(tx) };
+    return { ok: true, ...settle(tx) };
   }
 
   /**
@@ -706,10 +556,10 @@ export class Engine {
   killRun(scope: RunScope, now: number, by?: string): OperationResult {
     const found = this.resolveScope(scope);
     if (!found.ok) return found;
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     for (const idx of found.instances) {
       if (idx.inst.state === "queued") {
-        this.setInstanceState(tx, idx, "finished");
+        tx.setInstanceState(idx, "finished");
         tx.touched.add(idx.run);
         continue;
       }
@@ -721,18 +571,18 @@ export class Engine {
     if (tx.records.length === 0) {
       return refuse("nothing-to-do", `kill run needs a waiting or running task, or a workflow instance not started yet; ${found.label} has none (run state ${found.run.run.state})`);
     }
-    return { ok: true, ...this.settle(tx) };
+    return { ok: true, ...settle(tx) };
   }
 
   /** Rerun failed (a run, or one instance): every failed or killed task reruns, in dependency order. */
   rerunFailed(scope: RunScope, now: number, by?: string): OperationResult {
     const found = this.resolveScope(scope);
     if (!found.ok) return found;
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     for (const idx of found.instances) {
       if (idx.inst.state === "finished" && idx.inst.tasks.every((t) => t.state === "not_run" && t.attempts.length === 0)) {
         // Cancelled by a kill run before it started: it queues again.
-        this.setInstanceState(tx, idx, "queued");
+        tx.setInstanceState(idx, "queued");
         tx.slots.add(idx.run);
         continue;
       }
@@ -742,7 +592,7 @@ export class Engine {
     if (tx.records.length === 0) {
       return refuse("nothing-to-do", `rerun failed needs a failed or killed task or a cancelled workflow instance; ${found.label} has none (run state ${found.run.run.state})`);
     }
-    return { ok: true, ...this.settle(tx) };
+    return { ok: true, ...settle(tx) };
   }
 
   // ------------------------------------------------------------------------------------
@@ -823,75 +673,6 @@ export class Engine {
   // Internals
   // ------------------------------------------------------------------------------------
 
-  private emit(tx: Tx, record: EngineRecord): void {
-    this.apply(record);
-    tx.records.push(record);
-  }
-
-  private base(idx: InstanceIndex, task: string) {
-    return { runId: idx.run.run.id, instanceId: idx.inst.id, task };
-  }
-
-  private transition(
-    tx: Tx,
-    idx: InstanceIndex,
-    ti: TaskInstance,
-    to: TaskState,
-    cause: HistoryCause,
-    by?: string,
-    attempt?: number,
-    after?: string[],
-  ): void {
-    this.emit(tx, {
-      type: "task.state",
-      at: tx.now,
-      ...this.base(idx, ti.task),
-      from: ti.state,
-      to,
-      cause,
-      ...(by !== undefined ? { by } : {}),
-      ...(attempt !== undefined ? { attempt } : {}),
-      ...(after !== undefined ? { after } : {}),
-    });
-    tx.touched.add(idx.run);
-  }
-
-  /** → success, and promote downstream that became ready. */
-  private succeed(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: HistoryCause, by: string | undefined, attempt: number | undefined): void {
-    this.transition(tx, idx, ti, "success", cause, by, attempt);
-    tx.dirty.add(idx);
-    // Outside active instances, activation (or the finished instance's requeue) promotes.
-    if (idx.inst.state !== "active") return;
-    const candidates = new Set(idx.run.downstream.get(ti.task));
-    for (const t of idx.afterOf.get(ti.task) ?? []) candidates.add(t);
-    for (const id of candidates) {
-      const d = idx.tasks.get(id)!;
-      if (d.state === "not_run" && isReady(idx, d)) this.transition(tx, idx, d, "waiting", "upstream");
-    }
-  }
-
-  /** The current attempt (ended already) failed: retry if the budget allows, else → failed. */
-  private fail(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: "timeout" | "recovery" | undefined): void {
-    const def = idx.run.defs.get(ti.task)!;
-    const attempt = ti.attempts[ti.attempts.length - 1];
-    if (attempt.retry < def.retries) {
-      this.transition(tx, idx, ti, "waiting", cause ?? "retry", undefined, attempt.n);
-      this.emit(tx, { type: "task.retry-scheduled", at: tx.now, ...this.base(idx, ti.task), attempt: attempt.n, retryAt: tx.now + def.retryDelayMs });
-    } else {
-      this.transition(tx, idx, ti, "failed", cause ?? "scheduler", undefined, attempt.n);
-    }
-    tx.dirty.add(idx);
-  }
-
-  /**
-   * The current attempt (ended already) was lost by the runner, not failed by the task:
-   * back to `waiting` for a failover attempt (cause `recovery`) that keeps the retry count.
-   */
-  private failover(tx: Tx, idx: InstanceIndex, ti: TaskInstance, attempt: number): void {
-    this.transition(tx, idx, ti, "waiting", "recovery", undefined, attempt);
-    tx.dirty.add(idx);
-  }
-
   /**
    * Puts the tasks of `set` back to run in dependency order: each goes to `waiting` when
    * nothing it waits for is rerun or unfinished, else to `not_run` with `after` naming the
@@ -905,7 +686,7 @@ export class Engine {
       if (!set.has(def.id)) continue;
       const ti = idx.tasks.get(def.id)!;
       if (def.id === forced) {
-        this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
+        tx.transition(idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
         continue;
       }
       const after: string[] = [];
@@ -926,132 +707,9 @@ export class Engine {
       const afterChange = after.length > 0 ? after : ti.after ? [] : undefined;
       // A not_run task needs no record unless its `after` list changes: it runs when its upstreams do.
       if (ti.state === to && afterChange === undefined) continue;
-      this.transition(tx, idx, ti, to, "operator", by, undefined, afterChange);
+      tx.transition(idx, ti, to, "operator", by, undefined, afterChange);
     }
     tx.dirty.add(idx);
-  }
-
-  /** Starts what can start, finishes and activates instances, until nothing moves; then run states and wake. */
-  private settle(tx: Tx): Decision {
-    while (tx.dirty.size > 0 || tx.slots.size > 0) {
-      for (const idx of tx.dirty) {
-        tx.dirty.delete(idx);
-        tx.touched.add(idx.run);
-        if (idx.inst.state === "active") {
-          this.startReady(tx, idx);
-          if (idx.waiting.size === 0 && idx.running === 0) {
-            this.setInstanceState(tx, idx, "finished");
-            tx.slots.add(idx.run);
-          }
-        } else if (idx.inst.state === "finished" && this.hasWork(idx)) {
-          this.setInstanceState(tx, idx, "queued");
-          tx.slots.add(idx.run);
-        }
-      }
-      for (const run of tx.slots) {
-        tx.slots.delete(run);
-        tx.touched.add(run);
-        while (run.active < run.run.parallelism) {
-          const next = this.peekQueued(run);
-          if (next === undefined) break;
-          this.activate(tx, next);
-        }
-      }
-    }
-    for (const run of tx.touched) {
-      const state = runStateOf(run);
-      if (state !== run.run.state) this.emit(tx, { type: "run.state", at: tx.now, runId: run.run.id, from: run.run.state, to: state });
-    }
-    const wake = this.state.nextWake(tx.now);
-    if (wake !== undefined) tx.effects.push({ type: "wake", at: wake });
-    return { records: tx.records, effects: tx.effects };
-  }
-
-  private setInstanceState(tx: Tx, idx: InstanceIndex, to: InstanceState): void {
-    this.emit(tx, { type: "instance.state", at: tx.now, runId: idx.run.run.id, instanceId: idx.inst.id, from: idx.inst.state, to });
-  }
-
-  /** The next queued instance in run order. Drops stale heap entries (left by instances that left `queued`), which changes nothing observable. */
-  private peekQueued(run: RunIndex): InstanceIndex | undefined {
-    while (run.queue.size > 0) {
-      const idx = run.instances[run.queue.peek()!];
-      if (idx.inst.state === "queued") return idx;
-      run.queue.pop();
-    }
-    return undefined;
-  }
-
-  private activate(tx: Tx, idx: InstanceIndex): void {
-    this.setInstanceState(tx, idx, "active");
-    for (const ti of idx.inst.tasks) {
-      if (ti.state !== "not_run" || !isReady(idx, ti)) continue;
-      // Roots start because the instance did; others (re-activated instance) because an upstream succeeded.
-      const cause = idx.run.defs.get(ti.task)!.upstream.length > 0 || ti.after ? "upstream" : "scheduler";
-      this.transition(tx, idx, ti, "waiting", cause);
-    }
-    tx.dirty.add(idx);
-  }
-
-  /** A finished instance has work again when an operation made a task waiting or ready. */
-  private hasWork(idx: InstanceIndex): boolean {
-    return idx.waiting.size > 0 || idx.inst.tasks.some((t) => t.state === "not_run" && isReady(idx, t));
-  }
-
-  private startReady(tx: Tx, idx: InstanceIndex): void {
-    if (this.state.halted) return;
-    const limit = idx.run.run.concurrency;
-    // Deleting the current element while iterating a Set is safe; `startTask` does so via apply.
-    for (const ti of idx.waiting) {
-      if (idx.running >= limit) return;
-      if (ti.retryAt !== undefined && ti.retryAt > tx.now) continue;
-      this.startTask(tx, idx, ti);
-    }
-  }
-
-  private startTask(tx: Tx, idx: InstanceIndex, ti: TaskInstance): void {
-    const def = idx.run.defs.get(ti.task)!;
-    const run = idx.run.run;
-    const isRetry = ti.retryAt !== undefined;
-    const previous = ti.attempts[ti.attempts.length - 1];
-    // A failover attempt (the runner lost the previous one) keeps its retry count.
-    const last = ti.history[ti.history.length - 1];
-    const isFailover = !isRetry && previous !== undefined && last?.to === "waiting" && last.cause === "recovery";
-    const attempt = ti.attempts.length + 1;
-    const deadline = def.timeoutMs !== undefined ? tx.now + def.timeoutMs : undefined;
-    this.emit(tx, {
-      type: "attempt.started",
-      at: tx.now,
-      ...this.base(idx, ti.task),
-      attempt,
-      cause: isRetry ? "retry" : isFailover ? "recovery" : "scheduler",
-      retry: isRetry && previous ? previous.retry + 1 : isFailover ? previous.retry : 0,
-      ...(deadline !== undefined ? { deadline } : {}),
-    });
-    this.transition(tx, idx, ti, "running", isRetry ? "retry" : isFailover ? "recovery" : "scheduler", undefined, attempt);
-    tx.effects.push({
-      type: "start",
-      ...this.base(idx, ti.task),
-      workflow: run.workflow,
-      file: run.file,
-      kind: def.kind,
-      ...(def.command !== undefined ? { command: def.command } : {}),
-      attempt,
-      bizdate: idx.inst.bizdate,
-      cyctime: idx.inst.cyctime,
-      params: { ...def.params },
-      ...(def.timeoutMs !== undefined ? { timeoutMs: def.timeoutMs } : {}),
-      ...(deadline !== undefined ? { deadline } : {}),
-    });
-  }
-
-  private resolve(ref: TaskRef): { ok: true; idx: InstanceIndex; ti: TaskInstance } | Refusal {
-    const idx = this.state.instances.get(ref.instanceId);
-    if (!idx) return refuse("no-instance", `no workflow instance \`${ref.instanceId}\``);
-    const ti = idx.tasks.get(ref.task);
-    if (!ti) {
-      return refuse("no-task", `run ${idx.run.run.id} did not select task \`${ref.task}\`; it has ${idx.run.run.tasks.map((t) => `\`${t.id}\``).join(", ")}`);
-    }
-    return { ok: true, idx, ti };
   }
 
   /** One task's operation: refused unless the task is in `from`, else `change` in one transaction. */
@@ -1064,17 +722,17 @@ export class Engine {
   ): OperationResult {
     const found = this.resolveIn(ref, operation, from);
     if (!found.ok) return found;
-    const tx = new Tx(now);
+    const tx = new Tx(this.state, now);
     change(tx, found.idx, found.ti);
-    return { ok: true, ...this.settle(tx) };
+    return { ok: true, ...settle(tx) };
   }
 
   /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
   private resolveIn(ref: TaskRef, operation: string, from: readonly TaskState[]) {
-    const found = this.resolve(ref);
+    const found = resolve(this.state, ref);
     if (!found.ok) return found;
     if (!from.includes(found.ti.state)) {
-      return refuse("wrong-state", `${operation} needs state ${orList(from)}; ${this.describe(found.idx, ref.task)} is ${found.ti.state}`, {
+      return refuse("wrong-state", `${operation} needs state ${orList(from)}; ${describe(found.idx, ref.task)} is ${found.ti.state}`, {
         state: found.ti.state,
         allowed: from,
       });
@@ -1090,17 +748,9 @@ export class Engine {
     if (scope.instanceId === undefined) return { ok: true, run, instances: run.instances, label: `run ${run.run.id}` };
     const idx = this.state.instances.get(scope.instanceId);
     if (!idx || idx.run !== run) return refuse("no-instance", `run ${run.run.id} has no workflow instance \`${scope.instanceId}\``);
-    return { ok: true, run, instances: [idx], label: `the instance on ${this.describeInstance(idx)}` };
+    return { ok: true, run, instances: [idx], label: `the instance on ${describeInstance(idx)}` };
   }
 
-  private describeInstance(idx: InstanceIndex): string {
-    const several = (idx.run.perBizdate.get(idx.inst.bizdate) ?? 0) > 1;
-    return several ? `${idx.inst.bizdate} (cyctime ${idx.inst.cyctime})` : idx.inst.bizdate;
-  }
-
-  private describe(idx: InstanceIndex, task: string): string {
-    return `\`${task}\` on ${this.describeInstance(idx)}`;
-  }
 }
 
 function summaryOf({ run, counts }: RunIndex): RunSummary {
