@@ -1,14 +1,18 @@
 /**
- * Planning: what run a spec asks of a workflow model, before anything exists. Task
- * selection (with `downstream`), dependency order, the run's limits, and the instances'
- * bizdates and cyctimes (from dates.ts), checked and refused with a reason a person can
- * act on. Pure; `createRun` (engine.ts) and the runner's `runs.plan` both start here.
+ * Planning: what run a spec asks of a workflow model (`planRun`: task selection with
+ * `downstream`, dependency order, the run's limits, the instances' bizdates and cyctimes
+ * from dates.ts), checked and refused with a reason a person can act on, and the
+ * decision that creates it (`createRun`). `planRun` creates nothing, so the runner's
+ * `runs.plan` shows exactly what `createRun` would make.
  */
 import type { WorkflowModel } from "../../protocol/model";
-import type { Refusal, RunOrder, RunSpec, RunTask } from "../../protocol/runner";
+import type { CreateRunResult, Refusal, RunCreatedRecord, RunOrder, RunSpec, RunTask } from "../../protocol/runner";
 import { previousDay } from "../cron";
 import { instanceTimes, testInstanceTime, zonedDate, type InstanceTime } from "./dates";
+import { Tx } from "./decision";
 import { refuse } from "./refusals";
+import { settle } from "./scheduling";
+import type { EngineState } from "./state";
 /**
  * Max running tasks per workflow instance when the workflow sets no `concurrency`.
  * Unlimited would start every independent task of a wide DAG at once on a laptop
@@ -43,6 +47,27 @@ export function planRun(spec: RunSpec, workflow: WorkflowModel, now: number): { 
   } catch (e) {
     return refuse("invalid-spec", e instanceof Error ? e.message : String(e));
   }
+}
+
+/** `Engine.createRun`: the `run.created` record of the planned run (id `run-<n+1>` unless given), then what starts. */
+export function createRun(s: EngineState, spec: RunSpec, workflow: WorkflowModel, now: number, by?: string, id?: string): CreateRunResult {
+  const planned = planRun(spec, workflow, now);
+  if (!planned.ok) return planned;
+  const runId = id ?? `run-${s.runSeq + 1}`;
+  if (s.runs.has(runId)) return refuse("invalid-spec", `a run with id \`${runId}\` exists already`);
+  const { instances, ...draft } = planned.draft;
+  const def: RunCreatedRecord["run"] = {
+    id: runId,
+    ...draft,
+    ...(by !== undefined ? { by } : {}),
+    instances: instances.map((t) => ({ id: `${runId}@${t.cyctime.replace(/[-:]/g, "")}`, bizdate: t.bizdate, cyctime: t.cyctime })),
+  };
+  const tx = new Tx(s, now);
+  tx.emit({ type: "run.created", at: now, run: def });
+  const run = s.runIndex(def.id);
+  tx.slots.add(run);
+  tx.touched.add(run);
+  return { ok: true, runId: def.id, ...settle(tx) };
 }
 
 function draftRun(spec: RunSpec, workflow: WorkflowModel, now: number): RunDraft {
