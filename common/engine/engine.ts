@@ -23,6 +23,7 @@
  * - refusals.ts: refusal codes and the sentences they carry.
  */
 import type { WorkflowModel } from "../../protocol/model";
+import type { OperationSpec } from "../../protocol/operations";
 import type {
   AttemptExit,
   CreateRunResult,
@@ -41,7 +42,7 @@ import type {
 } from "../../protocol/runner";
 import { applyRecord } from "./apply";
 import { attemptEffect, onAttemptExit, pendingKillOf, recordProcess, recover, unendedAttempts } from "./attempts";
-import { kill, killRun, pause, rerun, rerunDownstream, rerunFailed, resume, setSuccess } from "./operations";
+import { type BatchScope, kill, killRun, operateRun, operateTask, rerunDownstream, rerunFailed } from "./operations";
 import { createRun } from "./plan";
 import { closeLostAttemptEnds, restoreInto, type SnapshotEntry, settleLostTransitions, snapshotEntries } from "./restore";
 import { tick } from "./scheduling";
@@ -52,6 +53,7 @@ export { OPERATION_FROM } from "../../protocol/operations";
 export { RECOVERY_ERROR, RECOVERY_KILLED_ERROR, STOPPED_ERROR } from "./attempts";
 export { DEFAULT_CONCURRENCY, planRun, type RunDraft } from "./plan";
 export { LOST_ATTEMPT_ERROR, LOST_END_ERROR, type SnapshotEntry } from "./restore";
+export type { BatchScope } from "./operations";
 
 export class Engine {
   private readonly state = new EngineState();
@@ -245,17 +247,17 @@ export class Engine {
    * states: the operator asked for this task. On success its not_run downstream proceeds.
    */
   rerun(ref: TaskRef, now: number, by?: string): OperationResult {
-    return rerun(this.state, ref, now, by);
+    return operateTask(this.state, "rerun", ref, now, by);
   }
 
   /** failed, killed → success; not_run downstream proceeds. */
   setSuccess(ref: TaskRef, now: number, by?: string): OperationResult {
-    return setSuccess(this.state, ref, now, by);
+    return operateTask(this.state, "setSuccess", ref, now, by);
   }
 
   /** not_run, waiting → paused: not started until resumed; its downstream waits. */
   pause(ref: TaskRef, now: number, by?: string): OperationResult {
-    return pause(this.state, ref, now, by);
+    return operateTask(this.state, "pause", ref, now, by);
   }
 
   /**
@@ -263,7 +265,7 @@ export class Engine {
    * when it was paused), else → not_run.
    */
   resume(ref: TaskRef, now: number, by?: string): OperationResult {
-    return resume(this.state, ref, now, by);
+    return operateTask(this.state, "resume", ref, now, by);
   }
 
   /**
@@ -290,6 +292,22 @@ export class Engine {
   /** Rerun failed (a run, or one instance): every failed or killed task reruns, in dependency order. */
   rerunFailed(scope: RunScope, now: number, by?: string): OperationResult {
     return rerunFailed(this.state, scope, now, by);
+  }
+
+  /**
+   * The batch form of an operation (no task named) on a run, or on some of its workflow
+   * instances, as one decision: the scope checked once, every record and effect in one
+   * answer for one journal batch, run states and the wake worked out once at the end.
+   * - `kill`: `killRun`, on the run, or on each instance in turn;
+   * - `rerun`: `rerunFailed`, on the run, or on each instance in turn;
+   * - `setSuccess`, `pause`, `resume`: the single-task operation on every task instance
+   *   in a state it is allowed from (OPERATION_FROM), in run order.
+   * Each step sees what the scheduler made of those before it, so the records are the
+   * ones the steps would make as decisions of their own (less the run-state changes in
+   * between). Refused `nothing-to-do` when there is nothing to change in the scope.
+   */
+  operateRun(operation: OperationSpec["method"], scope: BatchScope, now: number, by?: string): OperationResult {
+    return operateRun(this.state, operation, scope, now, by);
   }
 
   // ------------------------------------------------------------------------------------

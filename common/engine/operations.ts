@@ -5,22 +5,54 @@
  * protocol/operations.ts), is refused with the reason otherwise (nothing changed), and
  * else is one decision: its records, then whatever the scheduler starts because of it.
  */
-import { OPERATION_FROM } from "../../protocol/operations";
+import { OPERATION_FROM, OPERATIONS, type OperationSpec } from "../../protocol/operations";
 import type { OperationResult, Refusal, RunScope, TaskInstance, TaskRef, TaskState } from "../../protocol/runner";
 import { base, Tx } from "./decision";
 import { describe, describeInstance, orList, refuse, resolve } from "./refusals";
-import { settle, succeed } from "./scheduling";
+import { schedule, settle, succeed } from "./scheduling";
 import { type EngineState, type InstanceIndex, isReady, type RunIndex } from "./state";
+
+type Method = OperationSpec["method"];
+
+/** A batch operation's scope: a run, or some of its workflow instances (the runner's `--date`). */
+export interface BatchScope {
+  runId: string;
+  /** The instances, taken in this order (the runner gives run order); default: the whole run. */
+  instanceIds?: readonly string[];
+}
 
 const RERUN_FROM = OPERATION_FROM.rerun;
 const KILL_FROM = OPERATION_FROM.kill;
-const SET_SUCCESS_FROM = OPERATION_FROM.setSuccess;
-const PAUSE_FROM = OPERATION_FROM.pause;
-const RESUME_FROM = OPERATION_FROM.resume;
+
+/** For sentences: "set success needs state failed or killed". */
+const LABEL = Object.fromEntries(OPERATIONS.map((o) => [o.method, o.label])) as Record<Method, string>;
+
+/**
+ * What a single-task operation other than kill does to a task instance in one of its
+ * states: the one definition that the operation on a named task and its batch form share.
+ */
+const CHANGE: Record<Exclude<Method, "kill">, (tx: Tx, idx: InstanceIndex, ti: TaskInstance, by: string | undefined) => void> = {
+  rerun(tx, idx, ti, by) {
+    tx.transition(idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
+    tx.dirty.add(idx);
+  },
+  setSuccess(tx, idx, ti, by) {
+    succeed(tx, idx, ti, "operator", by, undefined);
+  },
+  pause(tx, idx, ti, by) {
+    tx.transition(idx, ti, "paused", "operator", by);
+    tx.dirty.add(idx);
+  },
+  resume(tx, idx, ti, by) {
+    const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && isReady(idx, ti));
+    tx.transition(idx, ti, ready ? "waiting" : "not_run", "operator", by);
+    tx.dirty.add(idx);
+  },
+};
 
 /** `Engine.kill`. */
 export function kill(s: EngineState, ref: TaskRef, now: number, by?: string): OperationResult {
-  const found = resolveIn(s, ref, "kill", KILL_FROM);
+  const found = resolveIn(s, ref, LABEL.kill, KILL_FROM);
   if (!found.ok) return found;
   const pending = pendingKill(found.idx, found.ti);
   if (pending) return pending;
@@ -29,34 +61,13 @@ export function kill(s: EngineState, ref: TaskRef, now: number, by?: string): Op
   return { ok: true, ...settle(tx) };
 }
 
-/** `Engine.rerun`. */
-export function rerun(s: EngineState, ref: TaskRef, now: number, by?: string): OperationResult {
-  return operate(s, ref, "rerun", RERUN_FROM, now, (tx, idx, ti) => {
-    tx.transition(idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
-    tx.dirty.add(idx);
-  });
-}
-
-/** `Engine.setSuccess`. */
-export function setSuccess(s: EngineState, ref: TaskRef, now: number, by?: string): OperationResult {
-  return operate(s, ref, "set success", SET_SUCCESS_FROM, now, (tx, idx, ti) => succeed(tx, idx, ti, "operator", by, undefined));
-}
-
-/** `Engine.pause`. */
-export function pause(s: EngineState, ref: TaskRef, now: number, by?: string): OperationResult {
-  return operate(s, ref, "pause", PAUSE_FROM, now, (tx, idx, ti) => {
-    tx.transition(idx, ti, "paused", "operator", by);
-    tx.dirty.add(idx);
-  });
-}
-
-/** `Engine.resume`. */
-export function resume(s: EngineState, ref: TaskRef, now: number, by?: string): OperationResult {
-  return operate(s, ref, "resume", RESUME_FROM, now, (tx, idx, ti) => {
-    const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && isReady(idx, ti));
-    tx.transition(idx, ti, ready ? "waiting" : "not_run", "operator", by);
-    tx.dirty.add(idx);
-  });
+/** `Engine.rerun`, `setSuccess`, `pause`, `resume`: refused unless the task is in one of the operation's states. */
+export function operateTask(s: EngineState, operation: Exclude<Method, "kill">, ref: TaskRef, now: number, by?: string): OperationResult {
+  const found = resolveIn(s, ref, LABEL[operation], OPERATION_FROM[operation]);
+  if (!found.ok) return found;
+  const tx = new Tx(s, now);
+  CHANGE[operation](tx, found.idx, found.ti, by);
+  return { ok: true, ...settle(tx) };
 }
 
 /** `Engine.rerunDownstream`. */
@@ -104,47 +115,104 @@ export function rerunDownstream(s: EngineState, ref: TaskRef, downstream: readon
   return { ok: true, ...settle(tx) };
 }
 
-/** `Engine.killRun`. */
+/** `Engine.killRun`: the batch kill on the run, or on one instance. */
 export function killRun(s: EngineState, scope: RunScope, now: number, by?: string): OperationResult {
-  const found = resolveScope(s, scope);
+  return operateRun(s, "kill", batchOf(scope), now, by);
+}
+
+/** `Engine.rerunFailed`: the batch rerun on the run, or on one instance. */
+export function rerunFailed(s: EngineState, scope: RunScope, now: number, by?: string): OperationResult {
+  return operateRun(s, "rerun", batchOf(scope), now, by);
+}
+
+/**
+ * `Engine.operateRun`: the batch form of `operation` as one decision (one Tx, settled
+ * once at the end: one set of run-state records, one wake). Its steps are, in order, the
+ * changes the operation makes one scope or one task instance at a time, and `schedule`
+ * runs between them, so that each step sees what the scheduler made of those before it,
+ * exactly as if each had been a decision of its own:
+ * - kill, rerun: the whole run in one step (`killInstance` / `rerunInstance` on every
+ *   instance), or each instance of `instanceIds` as a step of its own;
+ * - set success, pause, resume: each task instance in one of the operation's states when
+ *   the decision starts, by instance then task order, as the single-task operation; one
+ *   that an earlier step moved out of those states (a not_run task the scheduler started
+ *   before its pause came) is left alone, as the single operation would refuse it.
+ * Refused `nothing-to-do` when no step changed anything; `no-run` / `no-instance` when the
+ * scope names what does not exist, before anything is looked at.
+ */
+export function operateRun(s: EngineState, operation: Method, scope: BatchScope, now: number, by?: string): OperationResult {
+  const found = resolveBatch(s, scope);
   if (!found.ok) return found;
+  const { run, instances } = found;
   const tx = new Tx(s, now);
-  for (const idx of found.instances) {
-    if (idx.inst.state === "queued") {
-      tx.setInstanceState(idx, "finished");
-      tx.touched.add(idx.run);
-      continue;
+  if (operation === "kill" || operation === "rerun") {
+    const step = operation === "kill" ? killInstance : rerunInstance;
+    if (instances === undefined) {
+      for (const idx of run.instances) step(tx, idx, by);
+    } else {
+      for (const idx of instances) {
+        step(tx, idx, by);
+        schedule(tx);
+      }
     }
-    if (idx.waiting.size === 0 && idx.running === 0) continue;
-    for (const ti of idx.inst.tasks) {
-      if (KILL_FROM.includes(ti.state) && !pendingKill(idx, ti)) killTask(tx, idx, ti, by);
+    if (tx.records.length === 0) {
+      // Nothing anywhere: the first step's refusal, worded as `killRun` / `rerunFailed` word it for its scope.
+      const label = instances?.[0] ? `the instance on ${describeInstance(instances[0])}` : `run ${run.run.id}`;
+      const needs =
+        operation === "kill"
+          ? "kill run needs a waiting or running task, or a workflow instance not started yet"
+          : "rerun failed needs a failed or killed task or a cancelled workflow instance";
+      return refuse("nothing-to-do", `${needs}; ${label} has none (run state ${run.run.state})`);
     }
-  }
-  if (tx.records.length === 0) {
-    return refuse("nothing-to-do", `kill run needs a waiting or running task, or a workflow instance not started yet; ${found.label} has none (run state ${found.run.run.state})`);
+  } else {
+    const from = OPERATION_FROM[operation];
+    const change = CHANGE[operation];
+    const targets: [InstanceIndex, TaskInstance][] = [];
+    for (const idx of instances ?? run.instances) for (const ti of idx.inst.tasks) if (from.includes(ti.state)) targets.push([idx, ti]);
+    for (const [idx, ti] of targets) {
+      if (!from.includes(ti.state)) continue;
+      change(tx, idx, ti, by);
+      schedule(tx);
+    }
+    if (tx.records.length === 0) {
+      const which =
+        instances === undefined
+          ? `run ${run.run.id} has`
+          : instances.length === 1
+            ? `the instance on ${describeInstance(instances[0])} has`
+            : `the ${instances.length} workflow instances asked for have`;
+      return refuse("nothing-to-do", `${LABEL[operation]} needs a task instance in state ${orList(from)}; ${which} none (run state ${run.run.state})`);
+    }
   }
   return { ok: true, ...settle(tx) };
 }
 
-/** `Engine.rerunFailed`. */
-export function rerunFailed(s: EngineState, scope: RunScope, now: number, by?: string): OperationResult {
-  const found = resolveScope(s, scope);
-  if (!found.ok) return found;
-  const tx = new Tx(s, now);
-  for (const idx of found.instances) {
-    if (idx.inst.state === "finished" && idx.inst.tasks.every((t) => t.state === "not_run" && t.attempts.length === 0)) {
-      // Cancelled by a kill run before it started: it queues again.
-      tx.setInstanceState(idx, "queued");
-      tx.slots.add(idx.run);
-      continue;
-    }
-    const set = new Set(idx.inst.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => t.task));
-    if (set.size > 0) resetInOrder(tx, idx, set, undefined, by);
+/**
+ * Kill run on one instance: a queued one is cancelled (it finishes with its tasks
+ * `not_run`), a started one has its waiting and running tasks killed as `kill` does.
+ */
+function killInstance(tx: Tx, idx: InstanceIndex, by: string | undefined): void {
+  if (idx.inst.state === "queued") {
+    tx.setInstanceState(idx, "finished");
+    tx.touched.add(idx.run);
+    return;
   }
-  if (tx.records.length === 0) {
-    return refuse("nothing-to-do", `rerun failed needs a failed or killed task or a cancelled workflow instance; ${found.label} has none (run state ${found.run.run.state})`);
+  if (idx.waiting.size === 0 && idx.running === 0) return;
+  for (const ti of idx.inst.tasks) {
+    if (KILL_FROM.includes(ti.state) && !pendingKill(idx, ti)) killTask(tx, idx, ti, by);
   }
-  return { ok: true, ...settle(tx) };
+}
+
+/** Rerun failed on one instance: its failed and killed tasks rerun in dependency order; one cancelled by a kill run queues again. */
+function rerunInstance(tx: Tx, idx: InstanceIndex, by: string | undefined): void {
+  if (idx.inst.state === "finished" && idx.inst.tasks.every((t) => t.state === "not_run" && t.attempts.length === 0)) {
+    // Cancelled by a kill run before it started: it queues again.
+    tx.setInstanceState(idx, "queued");
+    tx.slots.add(idx.run);
+    return;
+  }
+  const set = new Set(idx.inst.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => t.task));
+  if (set.size > 0) resetInOrder(tx, idx, set, undefined, by);
 }
 
 /** The refusal for a task whose attempt is being killed already, if it is. */
@@ -208,22 +276,6 @@ function resetInOrder(tx: Tx, idx: InstanceIndex, set: Set<string>, forced: stri
   tx.dirty.add(idx);
 }
 
-/** One task's operation: refused unless the task is in `from`, else `change` in one transaction. */
-function operate(
-  s: EngineState,
-  ref: TaskRef,
-  operation: string,
-  from: readonly TaskState[],
-  now: number,
-  change: (tx: Tx, idx: InstanceIndex, ti: TaskInstance) => void,
-): OperationResult {
-  const found = resolveIn(s, ref, operation, from);
-  if (!found.ok) return found;
-  const tx = new Tx(s, now);
-  change(tx, found.idx, found.ti);
-  return { ok: true, ...settle(tx) };
-}
-
 /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
 function resolveIn(s: EngineState, ref: TaskRef, operation: string, from: readonly TaskState[]) {
   const found = resolve(s, ref);
@@ -237,11 +289,20 @@ function resolveIn(s: EngineState, ref: TaskRef, operation: string, from: readon
   return found;
 }
 
-function resolveScope(s: EngineState, scope: RunScope): { ok: true; run: RunIndex; instances: InstanceIndex[]; label: string } | Refusal {
+/** The scope's run and instances, or the refusal for the first thing it names that does not exist. */
+function resolveBatch(s: EngineState, scope: BatchScope): { ok: true; run: RunIndex; instances: InstanceIndex[] | undefined } | Refusal {
   const run = s.runs.get(scope.runId);
   if (!run) return refuse("no-run", `no run \`${scope.runId}\``);
-  if (scope.instanceId === undefined) return { ok: true, run, instances: run.instances, label: `run ${run.run.id}` };
-  const idx = s.instances.get(scope.instanceId);
-  if (!idx || idx.run !== run) return refuse("no-instance", `run ${run.run.id} has no workflow instance \`${scope.instanceId}\``);
-  return { ok: true, run, instances: [idx], label: `the instance on ${describeInstance(idx)}` };
+  if (scope.instanceIds === undefined) return { ok: true, run, instances: undefined };
+  const instances: InstanceIndex[] = [];
+  for (const id of new Set(scope.instanceIds)) {
+    const idx = s.instances.get(id);
+    if (!idx || idx.run !== run) return refuse("no-instance", `run ${run.run.id} has no workflow instance \`${id}\``);
+    instances.push(idx);
+  }
+  return { ok: true, run, instances };
+}
+
+function batchOf(scope: RunScope): BatchScope {
+  return scope.instanceId === undefined ? { runId: scope.runId } : { runId: scope.runId, instanceIds: [scope.instanceId] };
 }

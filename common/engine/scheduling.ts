@@ -21,8 +21,24 @@ import type { Decision, HistoryCause, StartEffect, TaskInstance } from "../../pr
 import { base, Tx } from "./decision";
 import { type EngineState, type InstanceIndex, isReady, type RunIndex, runStateOf } from "./state";
 
-/** Starts what can start, finishes and activates instances, until nothing moves; then run states and wake. */
+/** The end of every decision: `schedule`, then the run states and the wake. */
 export function settle(tx: Tx): Decision {
+  schedule(tx);
+  for (const run of tx.touched) {
+    const state = runStateOf(run);
+    if (state !== run.run.state) tx.emit({ type: "run.state", at: tx.now, runId: run.run.id, from: run.run.state, to: state });
+  }
+  const wake = tx.state.nextWake(tx.now);
+  if (wake !== undefined) tx.effects.push({ type: "wake", at: wake });
+  return { records: tx.records, effects: tx.effects };
+}
+
+/**
+ * Starts what can start, finishes and activates instances, until nothing moves. Also
+ * between the steps of a batch operation, so that each step sees what the scheduler made
+ * of the one before, as it would had each been a decision of its own.
+ */
+export function schedule(tx: Tx): void {
   while (tx.dirty.size > 0 || tx.slots.size > 0) {
     for (const idx of tx.dirty) {
       tx.dirty.delete(idx);
@@ -48,13 +64,6 @@ export function settle(tx: Tx): Decision {
       }
     }
   }
-  for (const run of tx.touched) {
-    const state = runStateOf(run);
-    if (state !== run.run.state) tx.emit({ type: "run.state", at: tx.now, runId: run.run.id, from: run.run.state, to: state });
-  }
-  const wake = tx.state.nextWake(tx.now);
-  if (wake !== undefined) tx.effects.push({ type: "wake", at: wake });
-  return { records: tx.records, effects: tx.effects };
 }
 
 /**
