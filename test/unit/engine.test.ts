@@ -28,6 +28,7 @@ import type {
 } from "../../protocol/runner";
 import { previousDay, zonedIso } from "../../common/cron";
 import { addDays, instanceTimes, MAX_INSTANCES, startOfDay, testInstanceTime } from "../../common/engine/dates";
+import { Runner } from "../../runner/daemon";
 import { DEFAULT_CONCURRENCY, Engine, OPERATION_FROM, planRun, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
 
 // ---------------------------------------------------------------------------------------
@@ -1150,6 +1151,38 @@ describe("batch operations", () => {
     const rerun = d.op(d.engine.operateRun("rerun", { runId: "run-1", instanceIds: day }, d.now, "cli"));
     assert.equal(rerun.records.filter((r) => r.type === "task.state" && r.cause === "operator").length, 2, "the two killed extracts");
     assert.equal(rerun.records.filter((r) => r.type === "instance.state" && r.from === "finished" && r.to === "queued").length, 4);
+    d.drain();
+    assert.equal(d.run().state, "success");
+    d.checkReplay();
+  });
+
+  test("the runner's batch set-success is one engine decision and one journal batch; its answer counts every instance", async () => {
+    const N = 5;
+    const d = new Driver();
+    d.create(backfillSpec("2026-11-01", "2026-11-05"), salesFlow());
+    for (let i = 0; i < N; i++) d.exit("extract", { exitCode: 1 }, d.instanceId("run-1", i));
+    const { engine, calls } = counted(d.engine);
+    // The runner without its journal, processes or socket: what `task.operate` calls.
+    const committed: Decision[] = [];
+    const runner = Object.create(Runner.prototype) as Runner;
+    Object.assign(runner, { engine, commit: async (decision: Decision) => void committed.push(decision) });
+    const answer = await runner.operate({ run: "run-1", op: "set-success", by: "cli" });
+    const queries = new Set(["hasRun", "listRuns", "getRun", "viewInstance", "findInstances"]);
+    assert.deepEqual(calls.filter((c) => !queries.has(c)), ["operateRun"], "one engine decision");
+    assert.equal(committed.length, 1, "one journal batch");
+    assert.equal(committed[0].records.filter((r) => r.type === "task.state" && r.cause === "operator").length, N);
+    assert.deepEqual(answer, {
+      runId: "run-1",
+      changed: d.run().instances.map((i) => `extract on ${i.bizdate}: failed → success`),
+      total: N,
+      counts: { "failed → success": N },
+    });
+    await assert.rejects(runner.operate({ run: "run-1", op: "resume", date: "2026-11-02" }), { code: "nothing-to-do", message: "nothing to resume in run-1 on 2026-11-02: no task instance is paused" });
+    await assert.rejects(runner.operate({ run: "run-1", op: "rerun", date: "2026-11-02" }), {
+      code: "nothing-to-do",
+      message: "rerun failed needs a failed or killed task or a cancelled workflow instance; the instance on 2026-11-02 has none (run state running)",
+    });
+    d.take(committed[0]);
     d.drain();
     assert.equal(d.run().state, "success");
     d.checkReplay();
