@@ -7,9 +7,6 @@ import { CronExpressionParser } from "cron-parser";
 import cronstrue from "cronstrue";
 import { previousDay, wallClock, zonedIso } from "./zone";
 
-// Re-exported: the engine imports it from here; elsewhere it comes from ./zone.
-export { previousDay } from "./zone";
-
 /** Undefined when the expression is valid in that zone; otherwise why it is not. */
 export function checkCron(expr: string, timezone?: string): string | undefined {
   const fields = expr.trim().split(/\s+/).filter(Boolean);

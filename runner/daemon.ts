@@ -32,7 +32,7 @@ import type {
 } from "../protocol/api";
 import { CHANGED_LINES_MAX } from "../protocol/api";
 import type { WorkflowModel } from "../protocol/model";
-import type { AttemptHandle, Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, StartEffect, TaskInstance, WorkflowInstance } from "../protocol/runner";
+import type { AttemptHandle, Decision, Effect, EngineRecord, OperationResult, Refusal, Run, RunSpec, StartEffect, WorkflowInstance } from "../protocol/runner";
 import { AnalyzerProcess } from "../common/analyze-client";
 import { type ApiClient, ApiFailure, type ApiServer, type Handler, startApiServer } from "./api-server";
 import { Engine, planRun } from "../common/engine/engine";
@@ -600,36 +600,14 @@ export class Runner {
       const inst = this.oneInstance(run, p, p.task);
       return this.describeChanges(run.id, await this.settle(this.engine[op]({ instanceId: inst.id, task: p.task }, Date.now(), p.by)));
     }
-    // Batch forms on the run, or on the instances of --date: one engine decision per
-    // scope (each applied in memory at once), one journal batch for all of them.
-    const instances = this.instancesOf(run, p.date);
-    const decisions: Decision[] = [];
-    const refusals: Refusal[] = [];
-    const now = Date.now();
-    if (p.op === "kill" || p.op === "rerun") {
-      const scopes = p.date === undefined ? [{ runId: run.id }] : instances.map((i) => ({ runId: run.id, instanceId: i.id }));
-      for (const scope of scopes) {
-        const r = p.op === "kill" ? this.engine.killRun(scope, now, p.by) : this.engine.rerunFailed(scope, now, p.by);
-        if (r.ok) decisions.push(r);
-        else refusals.push(r);
-      }
-    } else {
-      // set-success, pause, resume: the operation on every task instance it is allowed on.
-      const allowed = OPERATION_FROM[op];
-      for (const inst of instances) {
-        for (const ti of inst.tasks.filter((t: TaskInstance) => allowed.includes(t.state))) {
-          const r = this.engine[op]({ instanceId: inst.id, task: ti.task }, now, p.by);
-          if (r.ok) decisions.push(r);
-        }
-      }
-      if (decisions.length === 0) {
-        throw new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${allowed.join(" or ")}`);
-      }
+    // Batch forms on the run, or on the instances of --date: one engine decision, one
+    // journal batch.
+    const scope = p.date === undefined ? { runId: run.id } : { runId: run.id, instanceIds: this.instancesOf(run, p.date).map((i) => i.id) };
+    const r = this.engine.operateRun(op, scope, Date.now(), p.by);
+    if (!r.ok && r.code === "nothing-to-do" && op !== "kill" && op !== "rerun") {
+      throw new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}${p.date ? ` on ${p.date}` : ""}: no task instance is ${OPERATION_FROM[op].join(" or ")}`);
     }
-    if (decisions.length === 0) throw refusals[0] ? refused(refusals[0]) : new ApiFailure("nothing-to-do", `nothing to ${p.op} in ${run.id}`);
-    const merged: Decision = { records: decisions.flatMap((d) => d.records), effects: decisions.flatMap((d) => d.effects) };
-    await this.commit(merged);
-    return this.describeChanges(run.id, merged.records);
+    return this.describeChanges(run.id, await this.settle(r));
   }
 
   async rerunDownstream(p: RerunDownstreamParams): Promise<OperateResult> {

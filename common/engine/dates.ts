@@ -24,9 +24,6 @@ import { CronExpression, CronExpressionParser, CronFieldCollection } from "cron-
 import { checkCron } from "../cron";
 import { addDays, DAY_MS, isCalendarDate, isTimeZone, zoneSpan, type ZoneSpan } from "../zone";
 
-// Re-exported: the engine imports it from here.
-export { zonedDate } from "../zone";
-
 export interface InstanceTime {
   bizdate: string;
   cyctime: string;

@@ -10,161 +10,54 @@
  *   runner dies in between, the journal shows attempts as running whose processes may
  *   never have started, and `recover` ends them.
  *
- * Scheduling, in the terms of `protocol/runner.ts`:
- * - A run holds at most `parallelism` workflow instances `active`; `queued` ones are
- *   activated in the run's order (by cyctime, asc or desc) as slots free up.
- * - An active instance starts `waiting` tasks, first come first served, while fewer than
- *   `concurrency` of its tasks run. A task is promoted `not_run → waiting` once every
- *   upstream in the selection (and every task in its `after` list) is `success`.
- * - An instance is `finished` when none of its tasks is waiting or running: then nothing
- *   can progress without an operator, so it gives its slot to the next instance (a paused
- *   or failed task does not hold a backfill up). An operation that gives a finished
- *   instance something to do queues it again, behind the slot limit like everyone else.
- * - A killed attempt frees its concurrency slot at once, before its process is gone:
- *   the task is `killed` from the moment of the operation, and the exit report that
- *   follows only completes the attempt's record.
- * - A pending retry is `waiting` with `retryAt` (not `failed`): nothing needs a person yet,
- *   and the instance keeps its slot until the retry has run.
+ * `Engine` is the one public face (the runner, the extension and the tests use nothing
+ * else); the work is done in this folder's modules, each over the same `EngineState`:
+ * - state.ts, tables.ts: the runs and the indexes derived from them;
+ * - apply.ts: the reducer, the only code that changes the state;
+ * - decision.ts: one decision under way (`Tx`), which emits records through the reducer;
+ * - plan.ts: what a run spec asks of a workflow, and the run's creation;
+ * - scheduling.ts: slots, concurrency, readiness, retries, timeouts and wake times;
+ * - attempts.ts: attempt exits, spawned processes, recovery after a restart;
+ * - operations.ts: the operator's operations, their refusals and their batch forms;
+ * - restore.ts: a damaged journal's restore, its repairs, snapshot entries;
+ * - refusals.ts: refusal codes and the sentences they carry.
  */
 import type { WorkflowModel } from "../../protocol/model";
+import type { OperationSpec } from "../../protocol/operations";
 import type {
   AttemptExit,
   AttemptHandle,
   CreateRunResult,
   Decision,
-  Effect,
   EngineRecord,
   EngineSnapshot,
-  HistoryCause,
-  InstanceState,
   OperationResult,
-  Refusal,
-  RefusalCode,
   Run,
-  RunCreatedRecord,
-  RunOrder,
   RunScope,
   RunSpec,
-  StartEffect,
-  RunState,
   RunSummary,
-  RunTask,
-  TaskInstance,
+  StartEffect,
   TaskRef,
   TaskState,
   WorkflowInstance,
 } from "../../protocol/runner";
-import { TASK_STATES } from "../../protocol/runner";
-import { OPERATION_FROM } from "../../protocol/operations";
-import { formatDuration } from "../durations";
-import { previousDay } from "../cron";
-import { instanceTimes, testInstanceTime, zonedDate, type InstanceTime } from "./dates";
-
-/**
- * Max running tasks per workflow instance when the workflow sets no `concurrency`.
- * Unlimited would start every independent task of a wide DAG at once on a laptop
- * (times `parallelism`); Airflow's per-DAG default is 16, a local runner wants less.
- */
-export const DEFAULT_CONCURRENCY = 8;
-
-export const RECOVERY_ERROR = "the runner restarted and the attempt's process was gone with no known exit status; it runs again as a failover attempt";
-export const STOPPED_ERROR = "ended by `runner stop`; it runs again, as a failover attempt, when a runner starts";
-export const RECOVERY_KILLED_ERROR = "runner restarted before the killed attempt's exit was reported";
-/** An attempt known only from later records: its start record was lost from a damaged journal. */
-export const LOST_ATTEMPT_ERROR = "its records were lost from a damaged journal";
-/** An attempt whose end was decided but whose end record was lost from a damaged journal. */
-export const LOST_END_ERROR = "its exit status was lost from a damaged journal";
-
-/** One line of a compacted journal's snapshot (`Engine.snapshotEntries`, `Engine.restore`). */
-export type SnapshotEntry = { runSeq: number } | { run: Run } | { instancesOf: string; instances: WorkflowInstance[] };
-/** Instances per snapshot entry: a damaged line costs at most these, and no line is huge. */
-const SNAPSHOT_CHUNK = 1000;
-
-/** Derived, per run; rebuilt by `apply` alone, never serialized. */
-interface RunIndex {
-  run: Run;
-  defs: Map<string, RunTask>;
-  /** Direct downstream task ids within the selection. */
-  downstream: Map<string, string[]>;
-  /** Same order as `run.instances`; an instance's position is its priority. */
-  instances: InstanceIndex[];
-  /** Number of instances in state `active` / `queued`. */
-  active: number;
-  queued: number;
-  /** Positions of queued instances; may hold stale entries (see `peekQueued`). */
-  queue: MinHeap;
-  /** Task instances per state, over the whole run. */
-  counts: Record<TaskState, number>;
-  /** Instances per bizdate: when above 1 (hourly), messages add the cyctime. */
-  perBizdate: Map<string, number>;
-}
-
-/** Derived, per workflow instance. */
-interface InstanceIndex {
-  run: RunIndex;
-  inst: WorkflowInstance;
-  position: number;
-  /**
-   * Task id → its task instance. These per-instance tables are small classes over the
-   * run's shared task positions (see `TaskTable`), not Maps: four Maps and a Set cost
-   * 740 bytes an instance, 74 MB of a 100,000-instance run's heap.
-   */
-  tasks: Pick<Map<string, TaskInstance>, "get" | "has">;
-  /** Exactly the task instances in state `waiting`, in the order they got there. */
-  waiting: LazySet<TaskInstance>;
-  /** Number of task instances in state `running`. */
-  running: number;
-  /** Task id → the tasks whose `after` list names it (exactly). */
-  afterOf: LazyMap<string, Set<string>>;
-  /**
-   * Task id → how many of its upstreams and `after` tasks are not `success`. A task is
-   * ready when this is 0: kept up to date on every change, so that checking readiness
-   * costs O(1) even below a wide fan-in (a task with thousands of upstreams).
-   */
-  unmet: { get(task: string): number | undefined; set(task: string, value: number): unknown };
-}
-
-interface Timer {
-  at: number;
-  idx: InstanceIndex;
-}
-
-/** One decision under way: what it has emitted and what it has disturbed. */
-class Tx {
-  readonly records: EngineRecord[] = [];
-  readonly effects: Effect[] = [];
-  /** Instances whose tasks changed: check what can start, and whether they finished. */
-  readonly dirty = new Set<InstanceIndex>();
-  /** Runs that may have a free slot for a queued instance. */
-  readonly slots = new Set<RunIndex>();
-  /** Runs whose state must be recomputed. */
-  readonly touched = new Set<RunIndex>();
-  constructor(readonly now: number) {}
-}
-
-const RERUN_FROM = OPERATION_FROM.rerun;
-const KILL_FROM = OPERATION_FROM.kill;
-const SET_SUCCESS_FROM = OPERATION_FROM.setSuccess;
-const PAUSE_FROM = OPERATION_FROM.pause;
-const RESUME_FROM = OPERATION_FROM.resume;
+import { applyRecord } from "./apply";
+import { attemptEffect, onAttemptExit, pendingKillOf, recordProcess, recover, unendedAttempts } from "./attempts";
+import { type BatchScope, kill, killRun, operateRun, operateTask, rerunDownstream, rerunFailed } from "./operations";
+import { createRun } from "./plan";
+import { closeLostAttemptEnds, restoreInto, type SnapshotEntry, settleLostTransitions, snapshotEntries } from "./restore";
+import { tick } from "./scheduling";
+import { EngineState, type RunIndex, verifyIndexes } from "./state";
 
 /** The states each single-task operation is allowed from (SPEC §3): protocol/operations.ts. */
-export { OPERATION_FROM };
+export { OPERATION_FROM } from "../../protocol/operations";
+export { RECOVERY_ERROR, RECOVERY_KILLED_ERROR, STOPPED_ERROR } from "./attempts";
+export { DEFAULT_CONCURRENCY, planRun, type RunDraft } from "./plan";
+export { LOST_ATTEMPT_ERROR, LOST_END_ERROR, type SnapshotEntry } from "./restore";
+export type { BatchScope } from "./operations";
 
 export class Engine {
-  /** Every run, in creation order. The state `snapshot()` serializes. */
-  private readonly runs = new Map<string, RunIndex>();
-  private readonly instances = new Map<string, InstanceIndex>();
-  /**
-   * Pending times: a running attempt's deadline (until it timed out), or a waiting task's
-   * retry time. Bounded by the active work (running + retry-waiting tasks), so scanning it
-   * per decision is cheap.
-   */
-  private readonly timers = new Map<TaskInstance, Timer>();
-  /** Highest n of the `run-<n>` ids seen, for the next default id. */
-  private runSeq = 0;
-  /** Set by `halt`: nothing starts. */
-  private halted = false;
+  private readonly state = new EngineState();
 
   static replay(records: Iterable<EngineRecord>): Engine {
     const engine = new Engine();
@@ -190,129 +83,7 @@ export class Engine {
    */
   static restore(snapshot: Iterable<unknown>, records: Iterable<EngineRecord>): { engine: Engine; notApplied: number; adjusted: number; problems: string[] } {
     const engine = new Engine();
-    let notApplied = 0;
-    let adjusted = 0;
-    const problems: string[] = [];
-    const problem = (what: string) => {
-      if (problems.length < 20) problems.push(what);
-    };
-    let held: Run | undefined;
-    const place = () => {
-      if (!held) return;
-      const run = held;
-      held = undefined;
-      if (engine.runs.has(run.id) || run.instances.some((i) => engine.instances.has(i.id))) {
-        notApplied++;
-        problem(`snapshot: run ${run.id} twice`);
-        return;
-      }
-      engine.indexRun(run);
-    };
-    for (const entry of snapshot as Iterable<SnapshotEntry>) {
-      if (entry === null || typeof entry !== "object") notApplied++;
-      else if ("runSeq" in entry) engine.reserveRunIds(entry.runSeq);
-      else if ("run" in entry) {
-        place();
-        held = entry.run;
-        engine.reserveRunIdOf(entry.run.id);
-      } else if ("instancesOf" in entry && held?.id === entry.instancesOf) held.instances.push(...entry.instances);
-      else {
-        notApplied++;
-        problem("snapshot: an entry that belongs to no run");
-      }
-    }
-    place();
-    for (const record of records) {
-      // Fast path: `apply` checks these records fully before it changes anything, so a
-      // record that fits costs no more than in `replay`; one that throws is fitted below.
-      if (record.type !== "run.created" && !(record.type === "task.state" && (record.to === "running" || record.after !== undefined))) {
-        try {
-          engine.apply(record);
-          continue;
-        } catch {
-          // fitted below
-        }
-      }
-      let fitted: EngineRecord | undefined;
-      try {
-        fitted = engine.fit(record);
-        if (fitted) engine.apply(fitted);
-      } catch (e) {
-        fitted = undefined;
-        problem(`${record.type}: ${e instanceof Error ? e.message : String(e)}`);
-      }
-      if (!fitted) {
-        // An applied record's run exists, so its id is taken already; a skipped one's is taken here.
-        const named = record.type === "run.created" ? record.run?.id : record.runId;
-        engine.reserveRunIdOf(named);
-        notApplied++;
-        if (problems.length < 20 && !problems[problems.length - 1]?.startsWith(record.type)) problem(`${record.type} of ${String(named)}: names what does not exist`);
-      } else if (fitted !== record) adjusted++;
-    }
-    return { engine, notApplied, adjusted, problems };
-  }
-
-  /**
-   * The record as it can still be applied to the current state (see `restore`), or
-   * undefined. May give the task an attempt whose start record was lost.
-   */
-  private fit(r: EngineRecord): EngineRecord | undefined {
-    if (r.type === "run.created") {
-      if (this.runs.has(r.run.id) || r.run.instances.some((i) => this.instances.has(i.id))) return undefined;
-      return r;
-    }
-    if (r.type === "run.state") {
-      const run = this.runs.get(r.runId)?.run;
-      if (!run) return undefined;
-      return run.state === r.from ? r : { ...r, from: run.state };
-    }
-    const idx = this.instances.get(r.instanceId);
-    if (!idx || idx.run.run.id !== r.runId) return undefined;
-    if (r.type === "instance.state") return idx.inst.state === r.from ? r : { ...r, from: idx.inst.state };
-    const ti = idx.tasks.get(r.task);
-    if (!ti) return undefined;
-    switch (r.type) {
-      case "task.state":
-        if (r.after?.some((a) => !idx.tasks.has(a))) return undefined;
-        if (r.to === "running" && r.attempt !== undefined && r.attempt > ti.attempts.length) {
-          this.lostAttempts(idx, ti, r.attempt, r.at, r.cause === "retry" ? "retry" : "scheduler");
-        }
-        return ti.state === r.from ? r : { ...r, from: ti.state };
-      case "attempt.started":
-        if (r.attempt <= ti.attempts.length) return undefined;
-        this.lostAttempts(idx, ti, r.attempt - 1, r.at, undefined);
-        return r;
-      case "attempt.process":
-      case "attempt.timed-out":
-      case "attempt.ended":
-        if (r.attempt > ti.attempts.length) this.lostAttempts(idx, ti, r.attempt, r.at, "scheduler");
-        return r;
-      case "task.retry-scheduled":
-        return r;
-      default:
-        return undefined;
-    }
-  }
-
-  /**
-   * Gives `ti` attempts up to `upTo` whose `attempt.started` was lost: the last one open
-   * (`open`: its cause; it goes on as the records say), any before it ended at once.
-   */
-  private lostAttempts(idx: InstanceIndex, ti: TaskInstance, upTo: number, at: number, open: "scheduler" | "retry" | undefined): void {
-    while (ti.attempts.length < upTo) {
-      const n = ti.attempts.length + 1;
-      const previous = ti.attempts[ti.attempts.length - 1];
-      const last = n === upTo && open !== undefined;
-      const cause = last ? open : "scheduler";
-      ti.attempts.push({
-        n,
-        startedAt: at,
-        cause,
-        retry: cause === "retry" && previous ? previous.retry + 1 : 0,
-        ...(last ? {} : { endedAt: at, error: LOST_ATTEMPT_ERROR }),
-      });
-    }
-    this.syncTimer(idx, ti);
+    return { engine, ...restoreInto(engine.state, snapshot, records) };
   }
 
   /**
@@ -322,24 +93,7 @@ export class Engine {
    * takes them for attempts that may still run.
    */
   closeLostAttemptEnds(now: number): Decision {
-    const tx = new Tx(now);
-    for (const run of this.runs.values()) {
-      for (const idx of run.instances) {
-        for (const ti of idx.inst.tasks) {
-          for (const a of ti.attempts) {
-            if (a.endedAt !== undefined) continue;
-            // The current attempt of a running task may well run; a killed one may still be dying.
-            if (a.n === ti.attempts.length && (ti.state === "running" || ti.state === "killed")) continue;
-            let end: TaskInstance["history"][number] | undefined;
-            for (let i = ti.history.length - 1; i >= 0 && !end; i--) if (ti.history[i].attempt === a.n && ti.history[i].from === "running") end = ti.history[i];
-            if (!end || end.to === "killed" || end.cause === "operator") continue;
-            const ok = end.to === "success" && end.cause === "scheduler";
-            this.emit(tx, { type: "attempt.ended", at: now, ...this.base(idx, ti.task), attempt: a.n, ...(ok ? { exitCode: 0 } : { error: LOST_END_ERROR }) });
-          }
-        }
-      }
-    }
-    return { records: tx.records, effects: [] };
+    return closeLostAttemptEnds(this.state, now);
   }
 
   /**
@@ -349,48 +103,20 @@ export class Engine {
    * cause `recovery`, and the scheduler carries on. Nothing that finished runs again.
    */
   settleLostTransitions(now: number): Decision {
-    const tx = new Tx(now);
-    for (const run of this.runs.values()) {
-      for (const idx of run.instances) {
-        for (const ti of idx.inst.tasks) {
-          const a = ti.attempts[ti.attempts.length - 1];
-          if (ti.state !== "running" || !a || a.endedAt === undefined) continue;
-          const ok = a.timedOutAt === undefined && a.error === undefined && a.signal === undefined && a.exitCode === 0;
-          if (ok) this.succeed(tx, idx, ti, "recovery", undefined, a.n);
-          else this.fail(tx, idx, ti, "recovery");
-        }
-      }
-    }
-    if (tx.records.length === 0) return { records: [], effects: [] };
-    return this.settle(tx);
+    return settleLostTransitions(this.state, now);
   }
 
   /** The next default run id is above `run-<n>`: ids of runs lost from a damaged journal, or whose log folders exist, are never used again. */
   reserveRunIds(n: number): void {
-    if (Number.isSafeInteger(n) && n > this.runSeq) this.runSeq = n;
-  }
-
-  private reserveRunIdOf(id: unknown): void {
-    const m = typeof id === "string" ? /^run-(\d+)$/.exec(id) : null;
-    if (m) this.reserveRunIds(Number(m[1]));
+    this.state.reserveRunIds(n);
   }
 
   /**
    * The state as journal snapshot entries, for `restore`: the run-id floor, then each run
    * (a run of many instances as several entries). Live objects: serialize each at once.
    */
-  *snapshotEntries(): Generator<SnapshotEntry> {
-    yield { runSeq: this.runSeq };
-    for (const { run } of this.runs.values()) {
-      if (run.instances.length <= SNAPSHOT_CHUNK) {
-        yield { run };
-        continue;
-      }
-      yield { run: { ...run, instances: run.instances.slice(0, SNAPSHOT_CHUNK) } };
-      for (let i = SNAPSHOT_CHUNK; i < run.instances.length; i += SNAPSHOT_CHUNK) {
-        yield { instancesOf: run.id, instances: run.instances.slice(i, i + SNAPSHOT_CHUNK) };
-      }
-    }
+  snapshotEntries(): Generator<SnapshotEntry> {
+    return snapshotEntries(this.state);
   }
 
   // ------------------------------------------------------------------------------------
@@ -399,216 +125,7 @@ export class Engine {
 
   /** Applies one record. Throws when the record does not fit the state (a corrupt journal). */
   apply(record: EngineRecord): void {
-    switch (record.type) {
-      case "run.created":
-        this.applyRunCreated(record);
-        return;
-      case "run.state": {
-        const run = this.runIndex(record.runId).run;
-        expectState(`run ${run.id}`, run.state, record.from);
-        run.state = record.to;
-        if (record.to === "running") delete run.endedAt;
-        else run.endedAt = record.at;
-        return;
-      }
-      case "instance.state": {
-        const idx = this.instanceIndex(record.instanceId);
-        expectState(`instance ${idx.inst.id}`, idx.inst.state, record.from);
-        idx.inst.state = record.to;
-        const run = idx.run;
-        adjustInstanceCount(run, record.from, -1);
-        adjustInstanceCount(run, record.to, +1);
-        if (record.to === "queued") run.queue.push(idx.position);
-        return;
-      }
-      case "task.state": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        expectState(`task ${record.task} of ${idx.inst.id}`, ti.state, record.from);
-        ti.state = record.to;
-        idx.run.counts[record.from]--;
-        idx.run.counts[record.to]++;
-        if (record.from === "waiting") idx.waiting.delete(ti);
-        if (record.to === "waiting") idx.waiting.add(ti);
-        if (record.from === "running") idx.running--;
-        if (record.to === "running") idx.running++;
-        if ((record.from === "success") !== (record.to === "success")) {
-          const delta = record.to === "success" ? -1 : 1;
-          for (const d of idx.run.downstream.get(ti.task) ?? []) idx.unmet.set(d, idx.unmet.get(d)! + delta);
-          for (const d of idx.afterOf.get(ti.task) ?? []) idx.unmet.set(d, idx.unmet.get(d)! + delta);
-        }
-        // A pending retry survives pause/resume; anything else that moves the task consumes or cancels it.
-        if (record.to !== "waiting" && record.to !== "paused") delete ti.retryAt;
-        if (record.after !== undefined) setAfter(idx, ti, record.after);
-        else if (record.to !== "not_run" && record.to !== "waiting" && record.to !== "paused") setAfter(idx, ti, []);
-        ti.history.push({
-          at: record.at,
-          from: record.from,
-          to: record.to,
-          cause: record.cause,
-          ...(record.by !== undefined ? { by: record.by } : {}),
-          ...(record.attempt !== undefined ? { attempt: record.attempt } : {}),
-        });
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.started": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        if (record.attempt !== ti.attempts.length + 1) {
-          throw new Error(
-            `journal out of order: expected attempt ${ti.attempts.length + 1} of ${record.task} on ${idx.inst.id}, got ${record.attempt}`,
-          );
-        }
-        ti.attempts.push({
-          n: record.attempt,
-          startedAt: record.at,
-          cause: record.cause,
-          retry: record.retry,
-          ...(record.deadline !== undefined ? { deadline: record.deadline } : {}),
-        });
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.process": {
-        const idx = this.instanceIndex(record.instanceId);
-        const a = attemptOf(idx, taskOf(idx, record.task), record.attempt);
-        a.pid = record.pid;
-        if (record.handle) a.handle = record.handle;
-        return;
-      }
-      case "attempt.timed-out": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        attemptOf(idx, ti, record.attempt).timedOutAt = record.at;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.kill-requested": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        const a = attemptOf(idx, ti, record.attempt);
-        a.killRequestedAt = record.at;
-        if (record.by !== undefined) a.killRequestedBy = record.by;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "attempt.ended": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        const attempt = attemptOf(idx, ti, record.attempt);
-        attempt.endedAt = record.at;
-        if (record.exitCode !== undefined) attempt.exitCode = record.exitCode;
-        if (record.signal !== undefined) attempt.signal = record.signal;
-        if (record.error !== undefined) attempt.error = record.error;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      case "task.retry-scheduled": {
-        const idx = this.instanceIndex(record.instanceId);
-        const ti = taskOf(idx, record.task);
-        ti.retryAt = record.retryAt;
-        this.syncTimer(idx, ti);
-        return;
-      }
-      default: {
-        const never: never = record;
-        throw new Error(`unknown record type ${JSON.stringify((never as { type?: unknown }).type)}`);
-      }
-    }
-  }
-
-  private applyRunCreated(record: RunCreatedRecord): void {
-    const def = record.run;
-    const run: Run = {
-      id: def.id,
-      kind: def.kind,
-      file: def.file,
-      workflow: def.workflow,
-      spec: structuredClone(def.spec),
-      createdAt: record.at,
-      ...(def.by !== undefined ? { by: def.by } : {}),
-      parallelism: def.parallelism,
-      order: def.order,
-      concurrency: def.concurrency,
-      tasks: structuredClone(def.tasks),
-      state: "running",
-      instances: def.instances.map((i) => ({
-        id: i.id,
-        runId: def.id,
-        bizdate: i.bizdate,
-        cyctime: i.cyctime,
-        state: "queued" as InstanceState,
-        tasks: def.tasks.map((t) => ({ task: t.id, state: "not_run" as TaskState, attempts: [], history: [] })),
-      })),
-    };
-    this.indexRun(run);
-  }
-
-  /**
-   * Builds a run's derived indexes from its state, whatever that state is: a new run's
-   * (all `not_run`, every instance `queued`) or one fetched from a runner (`load`).
-   */
-  private indexRun(run: Run): void {
-    if (this.runs.has(run.id)) throw new Error(`journal has run ${run.id} created twice`);
-    const downstream = new Map<string, string[]>(run.tasks.map((t) => [t.id, []]));
-    for (const t of run.tasks) for (const u of t.upstream) downstream.get(u)?.push(t.id);
-    const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
-    const index: RunIndex = {
-      run,
-      defs: new Map(run.tasks.map((t) => [t.id, t])),
-      downstream,
-      instances: [],
-      active: 0,
-      queued: 0,
-      queue: new MinHeap(),
-      counts,
-      perBizdate: new Map(),
-    };
-    // Every instance lists the run's tasks in the run's order (as `run.created` makes
-    // them): its tables then share one position map. A run loaded in another order gets Maps.
-    const positions = new Map(run.tasks.map((t, i) => [t.id, i]));
-    run.instances.forEach((inst, position) => {
-      if (this.instances.has(inst.id)) throw new Error(`journal has instance ${inst.id} twice`);
-      const aligned = inst.tasks.length === run.tasks.length && inst.tasks.every((t, i) => t.task === run.tasks[i].id);
-      const tasks = aligned ? new TaskTable(positions, inst.tasks) : new Map(inst.tasks.map((t) => [t.task, t]));
-      const idx: InstanceIndex = {
-        run: index,
-        inst,
-        position,
-        tasks,
-        waiting: new LazySet(),
-        running: 0,
-        afterOf: new LazyMap(),
-        unmet: aligned ? new Tally(positions) : new Map(),
-      };
-      const unmetOf = (task: string) => (tasks.get(task)?.state === "success" ? 0 : 1);
-      for (const t of run.tasks) {
-        let unmet = 0;
-        for (const u of t.upstream) unmet += unmetOf(u);
-        idx.unmet.set(t.id, unmet);
-      }
-      for (const ti of inst.tasks) {
-        counts[ti.state]++;
-        if (ti.state === "waiting") idx.waiting.add(ti);
-        if (ti.state === "running") idx.running++;
-        for (const a of ti.after ?? []) {
-          let set = idx.afterOf.get(a);
-          if (!set) idx.afterOf.set(a, (set = new Set()));
-          set.add(ti.task);
-          idx.unmet.set(ti.task, idx.unmet.get(ti.task)! + unmetOf(a));
-        }
-        this.syncTimer(idx, ti);
-      }
-      adjustInstanceCount(index, inst.state, +1);
-      if (inst.state === "queued") index.queue.push(position);
-      index.instances.push(idx);
-      index.perBizdate.set(inst.bizdate, (index.perBizdate.get(inst.bizdate) ?? 0) + 1);
-      this.instances.set(inst.id, idx);
-    });
-    this.runs.set(run.id, index);
-    const seq = /^run-(\d+)$/.exec(run.id);
-    if (seq) this.runSeq = Math.max(this.runSeq, Number(seq[1]));
+    applyRecord(this.state, record);
   }
 
   /**
@@ -618,34 +135,17 @@ export class Engine {
    */
   load(run: Run): void {
     this.forget(run.id);
-    this.indexRun(structuredClone(run));
+    this.state.indexRun(structuredClone(run));
   }
 
   /** Drops a run and its instances (a client that no longer shows it). */
   forget(runId: string): void {
-    const index = this.runs.get(runId);
-    if (!index) return;
-    for (const idx of index.instances) {
-      this.instances.delete(idx.inst.id);
-      for (const ti of idx.inst.tasks) this.timers.delete(ti);
-    }
-    this.runs.delete(runId);
+    this.state.forget(runId);
   }
 
   /** Whether the engine holds the run (a client loads only some). */
   hasRun(runId: string): boolean {
-    return this.runs.has(runId);
-  }
-
-  private syncTimer(idx: InstanceIndex, ti: TaskInstance): void {
-    let at: number | undefined;
-    if (ti.state === "waiting") at = ti.retryAt;
-    else if (ti.state === "running") {
-      const a = ti.attempts[ti.attempts.length - 1];
-      if (a && a.endedAt === undefined && a.timedOutAt === undefined && a.killRequestedAt === undefined) at = a.deadline;
-    }
-    if (at === undefined) this.timers.delete(ti);
-    else this.timers.set(ti, { at, idx });
+    return this.state.runs.has(runId);
   }
 
   // ------------------------------------------------------------------------------------
@@ -657,23 +157,7 @@ export class Engine {
    * can. Refused (nothing recorded) when the spec does not fit the workflow (`planRun`).
    */
   createRun(spec: RunSpec, workflow: WorkflowModel, now: number, by?: string, id?: string): CreateRunResult {
-    const planned = planRun(spec, workflow, now);
-    if (!planned.ok) return planned;
-    const runId = id ?? `run-${this.runSeq + 1}`;
-    if (this.runs.has(runId)) return refuse("invalid-spec", `a run with id \`${runId}\` exists already`);
-    const { instances, ...draft } = planned.draft;
-    const def: RunCreatedRecord["run"] = {
-      id: runId,
-      ...draft,
-      ...(by !== undefined ? { by } : {}),
-      instances: instances.map((t) => ({ id: `${runId}@${t.cyctime.replace(/[-:]/g, "")}`, bizdate: t.bizdate, cyctime: t.cyctime })),
-    };
-    const tx = new Tx(now);
-    this.emit(tx, { type: "run.created", at: now, run: def });
-    const run = this.runIndex(def.id);
-    tx.slots.add(run);
-    tx.touched.add(run);
-    return { ok: true, runId: def.id, ...this.settle(tx) };
+    return createRun(this.state, spec, workflow, now, by, id);
   }
 
   /**
@@ -686,51 +170,8 @@ export class Engine {
    * ended it because it is stopping (not the task's fault): the task goes back to
    * `waiting` for a failover attempt (cause `recovery`) that does not consume a retry.
    */
-  onAttemptExit(
-    instanceId: string,
-    task: string,
-    attempt: number,
-    exit: AttemptExit,
-    now: number,
-  ): OperationResult {
-    const found = this.resolve({ instanceId, task });
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const a = ti.attempts[attempt - 1];
-    if (a === undefined) {
-      return refuse("no-log", `${this.describe(idx, task)} has no attempt ${attempt}; it has ${ti.attempts.length}`);
-    }
-    if (a.endedAt !== undefined) return { ok: true, ...this.settle(new Tx(now)) };
-    const tx = new Tx(now);
-    const def = idx.run.defs.get(task)!;
-    const timedOut = a.timedOutAt !== undefined;
-    const error = timedOut
-      ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}`
-      : exit.interrupted && a.killRequestedAt === undefined
-        ? (exit.error ?? STOPPED_ERROR)
-        : exit.error;
-    this.emit(tx, {
-      type: "attempt.ended",
-      at: now,
-      runId: idx.run.run.id,
-      instanceId,
-      task,
-      attempt,
-      ...(exit.exitCode !== undefined ? { exitCode: exit.exitCode } : {}),
-      ...(exit.signal !== undefined ? { signal: exit.signal } : {}),
-      ...(error !== undefined ? { error } : {}),
-    });
-    if (attempt === ti.attempts.length && ti.state === "running") {
-      const succeeded = !timedOut && exit.error === undefined && exit.signal === undefined && exit.exitCode === 0;
-      if (a.killRequestedAt !== undefined) {
-        // The operator's kill is complete only now that the processes are gone (SPEC §3).
-        this.transition(tx, idx, ti, "killed", "operator", a.killRequestedBy, attempt);
-        tx.dirty.add(idx);
-      } else if (exit.interrupted && !timedOut) this.failover(tx, idx, ti, attempt);
-      else if (succeeded) this.succeed(tx, idx, ti, "scheduler", undefined, attempt);
-      else this.fail(tx, idx, ti, timedOut ? "timeout" : undefined);
-    }
-    return { ok: true, ...this.settle(tx) };
+  onAttemptExit(instanceId: string, task: string, attempt: number, exit: AttemptExit, now: number): OperationResult {
+    return onAttemptExit(this.state, instanceId, task, attempt, exit, now);
   }
 
   /**
@@ -739,7 +180,7 @@ export class Engine {
    * would never run. Not journaled: the next runner starts unhalted.
    */
   halt(): void {
-    this.halted = true;
+    this.state.halted = true;
   }
 
   /**
@@ -747,20 +188,7 @@ export class Engine {
    * deadline (the exit report then fails them) and starts retries that fell due.
    */
   tick(now: number): Decision {
-    const tx = new Tx(now);
-    for (const [ti, timer] of this.timers) {
-      if (timer.at > now) continue;
-      if (ti.state === "running") {
-        const idx = timer.idx;
-        const attempt = ti.attempts.length;
-        const base = { runId: idx.run.run.id, instanceId: idx.inst.id, task: ti.task, attempt };
-        this.emit(tx, { type: "attempt.timed-out", at: now, ...base });
-        tx.effects.push({ type: "kill", ...base, reason: "timeout" });
-      } else {
-        tx.dirty.add(timer.idx);
-      }
-    }
-    return this.settle(tx);
+    return tick(this.state, now);
   }
 
   /**
@@ -768,58 +196,22 @@ export class Engine {
    * or undefined when the attempt is unknown or already ended (a kill raced the spawn).
    */
   recordProcess(ref: TaskRef, attempt: number, handle: AttemptHandle, now: number): EngineRecord | undefined {
-    const idx = this.instances.get(ref.instanceId);
-    const ti = idx?.tasks.get(ref.task);
-    const a = ti?.attempts[attempt - 1];
-    if (!idx || !a || a.endedAt !== undefined) return undefined;
-    const record: EngineRecord = { type: "attempt.process", at: now, runId: idx.run.run.id, instanceId: idx.inst.id, task: ref.task, attempt, pid: handle.pid, handle };
-    this.apply(record);
-    return record;
+    return recordProcess(this.state, ref, attempt, handle, now);
   }
 
-  /** The `start` effect of an existing attempt, as `startTask` made it: what an executor needs to adopt it. */
+  /** The `start` effect of an existing attempt, as the scheduler made it: what an executor needs to adopt it. */
   attemptEffect(instanceId: string, task: string, attempt: number): StartEffect | undefined {
-    const idx = this.instances.get(instanceId);
-    const ti = idx?.tasks.get(task);
-    const a = ti?.attempts[attempt - 1];
-    if (!idx || !ti || !a) return undefined;
-    const def = idx.run.defs.get(task)!;
-    const run = idx.run.run;
-    return {
-      type: "start",
-      ...this.base(idx, task),
-      workflow: run.workflow,
-      file: run.file,
-      kind: def.kind,
-      ...(def.command !== undefined ? { command: def.command } : {}),
-      attempt,
-      bizdate: idx.inst.bizdate,
-      cyctime: idx.inst.cyctime,
-      params: { ...def.params },
-      ...(def.timeoutMs !== undefined ? { timeoutMs: def.timeoutMs } : {}),
-      ...(a.deadline !== undefined ? { deadline: a.deadline } : {}),
-    };
+    return attemptEffect(this.state, instanceId, task, attempt);
   }
 
   /** Why an unended attempt is being killed (`operator`, `timeout`), if it is. */
   pendingKillOf(instanceId: string, task: string, attempt: number): "operator" | "timeout" | undefined {
-    const a = this.instances.get(instanceId)?.tasks.get(task)?.attempts[attempt - 1];
-    if (!a || a.endedAt !== undefined) return undefined;
-    return a.killRequestedAt !== undefined ? "operator" : a.timedOutAt !== undefined ? "timeout" : undefined;
+    return pendingKillOf(this.state, instanceId, task, attempt);
   }
 
   /** Attempts with no recorded end, and their pids: what a crashed runner may have left running. */
   unendedAttempts(): { runId: string; instanceId: string; task: string; attempt: number; pid?: number; handle?: AttemptHandle }[] {
-    const out: { runId: string; instanceId: string; task: string; attempt: number; pid?: number; handle?: AttemptHandle }[] = [];
-    for (const run of this.runs.values()) {
-      for (const idx of run.instances) {
-        for (const ti of idx.inst.tasks) {
-          const a = ti.attempts[ti.attempts.length - 1];
-          if (a && a.endedAt === undefined) out.push({ runId: run.run.id, instanceId: idx.inst.id, task: ti.task, attempt: a.n, pid: a.pid, handle: a.handle });
-        }
-      }
-    }
-    return out;
+    return unendedAttempts(this.state);
   }
 
   /**
@@ -833,41 +225,7 @@ export class Engine {
    * task instance, once per restart.
    */
   recover(now: number, adopted: ReadonlySet<string> = new Set()): Decision {
-    const tx = new Tx(now);
-    for (const run of this.runs.values()) {
-      for (const idx of run.instances) {
-        for (const ti of idx.inst.tasks) {
-          const a = ti.attempts[ti.attempts.length - 1];
-          if (a === undefined || a.endedAt !== undefined) continue;
-          if (adopted.has(`${idx.inst.id}/${ti.task}/${a.n}`)) continue;
-          const running = ti.state === "running";
-          const killing = !running || a.killRequestedAt !== undefined;
-          const def = run.defs.get(ti.task)!;
-          this.emit(tx, {
-            type: "attempt.ended",
-            at: now,
-            runId: run.run.id,
-            instanceId: idx.inst.id,
-            task: ti.task,
-            attempt: a.n,
-            error: killing
-              ? RECOVERY_KILLED_ERROR
-              : a.timedOutAt !== undefined
-                ? `timed out after ${formatDuration(def.timeoutMs ?? 0)}; ${RECOVERY_KILLED_ERROR}`
-                : RECOVERY_ERROR,
-          });
-          if (!running) continue;
-          if (a.killRequestedAt !== undefined) {
-            this.transition(tx, idx, ti, "killed", "operator", a.killRequestedBy, a.n);
-            tx.dirty.add(idx);
-          } else if (a.timedOutAt !== undefined) this.fail(tx, idx, ti, "timeout");
-          else this.failover(tx, idx, ti, a.n);
-        }
-        if (idx.inst.state === "active") tx.dirty.add(idx);
-      }
-      if (run.run.state === "running") tx.slots.add(run);
-    }
-    return this.settle(tx);
+    return recover(this.state, now, adopted);
   }
 
   // ------------------------------------------------------------------------------------
@@ -881,35 +239,7 @@ export class Engine {
    * start meanwhile. A second kill of the same attempt is refused.
    */
   kill(ref: TaskRef, now: number, by?: string): OperationResult {
-    const found = this.resolveIn(ref, "kill", KILL_FROM);
-    if (!found.ok) return found;
-    const pending = this.pendingKill(found.idx, found.ti);
-    if (pending) return pending;
-    const tx = new Tx(now);
-    this.killTask(tx, found.idx, found.ti, by);
-    return { ok: true, ...this.settle(tx) };
-  }
-
-  /** The refusal for a task whose attempt is being killed already, if it is. */
-  private pendingKill(idx: InstanceIndex, ti: TaskInstance): Refusal | undefined {
-    const a = ti.attempts[ti.attempts.length - 1];
-    if (ti.state !== "running" || a?.killRequestedAt === undefined) return undefined;
-    return refuse("kill-pending", `${this.describe(idx, ti.task)} is being killed already (asked at ${new Date(a.killRequestedAt).toISOString()}); it becomes killed when its processes are gone`, {
-      state: ti.state,
-    });
-  }
-
-  /** `kill` on one task instance in state waiting or running (not being killed). */
-  private killTask(tx: Tx, idx: InstanceIndex, ti: TaskInstance, by: string | undefined): void {
-    if (ti.state === "running") {
-      const attempt = ti.attempts.length;
-      this.emit(tx, { type: "attempt.kill-requested", at: tx.now, ...this.base(idx, ti.task), attempt, ...(by !== undefined ? { by } : {}) });
-      tx.effects.push({ type: "kill", ...this.base(idx, ti.task), attempt, reason: "operator" });
-      tx.touched.add(idx.run);
-    } else {
-      this.transition(tx, idx, ti, "killed", "operator", by);
-      tx.dirty.add(idx);
-    }
+    return kill(this.state, ref, now, by);
   }
 
   /**
@@ -918,23 +248,17 @@ export class Engine {
    * states: the operator asked for this task. On success its not_run downstream proceeds.
    */
   rerun(ref: TaskRef, now: number, by?: string): OperationResult {
-    return this.operate(ref, "rerun", RERUN_FROM, now, (tx, idx, ti) => {
-      this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
-      tx.dirty.add(idx);
-    });
+    return operateTask(this.state, "rerun", ref, now, by);
   }
 
   /** failed, killed → success; not_run downstream proceeds. */
   setSuccess(ref: TaskRef, now: number, by?: string): OperationResult {
-    return this.operate(ref, "set success", SET_SUCCESS_FROM, now, (tx, idx, ti) => this.succeed(tx, idx, ti, "operator", by, undefined));
+    return operateTask(this.state, "setSuccess", ref, now, by);
   }
 
   /** not_run, waiting → paused: not started until resumed; its downstream waits. */
   pause(ref: TaskRef, now: number, by?: string): OperationResult {
-    return this.operate(ref, "pause", PAUSE_FROM, now, (tx, idx, ti) => {
-      this.transition(tx, idx, ti, "paused", "operator", by);
-      tx.dirty.add(idx);
-    });
+    return operateTask(this.state, "pause", ref, now, by);
   }
 
   /**
@@ -942,11 +266,7 @@ export class Engine {
    * when it was paused), else → not_run.
    */
   resume(ref: TaskRef, now: number, by?: string): OperationResult {
-    return this.operate(ref, "resume", RESUME_FROM, now, (tx, idx, ti) => {
-      const ready = ti.retryAt !== undefined || (idx.inst.state !== "queued" && this.isReady(idx, ti));
-      this.transition(tx, idx, ti, ready ? "waiting" : "not_run", "operator", by);
-      tx.dirty.add(idx);
-    });
+    return operateTask(this.state, "resume", ref, now, by);
   }
 
   /**
@@ -955,47 +275,7 @@ export class Engine {
    * directly or through tasks that are not rerun, have succeeded.
    */
   rerunDownstream(ref: TaskRef, downstream: readonly string[] | "all", now: number, by?: string): OperationResult {
-    const found = this.resolve(ref);
-    if (!found.ok) return found;
-    const { idx, ti } = found;
-    const run = idx.run;
-    const below = new Set<string>();
-    const stack = [ti.task];
-    while (stack.length > 0) {
-      for (const d of run.downstream.get(stack.pop()!) ?? []) {
-        if (!below.has(d)) {
-          below.add(d);
-          stack.push(d);
-        }
-      }
-    }
-    let chosen: string[];
-    if (downstream === "all") chosen = run.run.tasks.map((t) => t.id).filter((t) => below.has(t));
-    else {
-      const problems: string[] = [];
-      let unknown = false;
-      for (const d of downstream) {
-        if (!run.defs.has(d)) {
-          problems.push(`\`${d}\` is not a task of run ${run.run.id}`);
-          unknown = true;
-        } else if (!below.has(d)) problems.push(`\`${d}\` is not downstream of \`${ti.task}\``);
-      }
-      if (problems.length > 0) return refuse(unknown ? "no-task" : "invalid-spec", `rerun downstream: ${problems.join("; ")}`);
-      chosen = [...new Set(downstream)].filter((d) => d !== ti.task);
-    }
-    const set = new Set([ti.task, ...chosen]);
-    const wrong = [...set].map((t) => idx.tasks.get(t)!).filter((t) => !RERUN_FROM.includes(t.state));
-    if (wrong.length > 0) {
-      return refuse(
-        "wrong-state",
-        `rerun downstream needs every chosen task in state ${orList(RERUN_FROM)}; on ${this.describeInstance(idx)} ` +
-          wrong.map((t) => `\`${t.task}\` is ${t.state}`).join(", "),
-        { state: wrong[0].state, allowed: RERUN_FROM },
-      );
-    }
-    const tx = new Tx(now);
-    this.resetInOrder(tx, idx, set, ti.task, by);
-    return { ok: true, ...this.settle(tx) };
+    return rerunDownstream(this.state, ref, downstream, now, by);
   }
 
   /**
@@ -1007,45 +287,28 @@ export class Engine {
    * afterwards reruns what was killed and queues the cancelled instances again.
    */
   killRun(scope: RunScope, now: number, by?: string): OperationResult {
-    const found = this.resolveScope(scope);
-    if (!found.ok) return found;
-    const tx = new Tx(now);
-    for (const idx of found.instances) {
-      if (idx.inst.state === "queued") {
-        this.setInstanceState(tx, idx, "finished");
-        tx.touched.add(idx.run);
-        continue;
-      }
-      if (idx.waiting.size === 0 && idx.running === 0) continue;
-      for (const ti of idx.inst.tasks) {
-        if (KILL_FROM.includes(ti.state) && !this.pendingKill(idx, ti)) this.killTask(tx, idx, ti, by);
-      }
-    }
-    if (tx.records.length === 0) {
-      return refuse("nothing-to-do", `kill run needs a waiting or running task, or a workflow instance not started yet; ${found.label} has none (run state ${found.run.run.state})`);
-    }
-    return { ok: true, ...this.settle(tx) };
+    return killRun(this.state, scope, now, by);
   }
 
   /** Rerun failed (a run, or one instance): every failed or killed task reruns, in dependency order. */
   rerunFailed(scope: RunScope, now: number, by?: string): OperationResult {
-    const found = this.resolveScope(scope);
-    if (!found.ok) return found;
-    const tx = new Tx(now);
-    for (const idx of found.instances) {
-      if (idx.inst.state === "finished" && idx.inst.tasks.every((t) => t.state === "not_run" && t.attempts.length === 0)) {
-        // Cancelled by a kill run before it started: it queues again.
-        this.setInstanceState(tx, idx, "queued");
-        tx.slots.add(idx.run);
-        continue;
-      }
-      const set = new Set(idx.inst.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => t.task));
-      if (set.size > 0) this.resetInOrder(tx, idx, set, undefined, by);
-    }
-    if (tx.records.length === 0) {
-      return refuse("nothing-to-do", `rerun failed needs a failed or killed task or a cancelled workflow instance; ${found.label} has none (run state ${found.run.run.state})`);
-    }
-    return { ok: true, ...this.settle(tx) };
+    return rerunFailed(this.state, scope, now, by);
+  }
+
+  /**
+   * The batch form of an operation (no task named) on a run, or on some of its workflow
+   * instances, as one decision: the scope checked once, every record and effect in one
+   * answer for one journal batch, run states and the wake worked out once at the end.
+   * - `kill`: `killRun`, on the run, or on each instance in turn;
+   * - `rerun`: `rerunFailed`, on the run, or on each instance in turn;
+   * - `setSuccess`, `pause`, `resume`: the single-task operation on every task instance
+   *   in a state it is allowed from (OPERATION_FROM), in run order.
+   * Each step sees what the scheduler made of those before it, so the records are the
+   * ones the steps would make as decisions of their own (less the run-state changes in
+   * between). Refused `nothing-to-do` when there is nothing to change in the scope.
+   */
+  operateRun(operation: OperationSpec["method"], scope: BatchScope, now: number, by?: string): OperationResult {
+    return operateRun(this.state, operation, scope, now, by);
   }
 
   // ------------------------------------------------------------------------------------
@@ -1054,7 +317,7 @@ export class Engine {
 
   /** The run; `instances: false` leaves its workflow instances out (`instances: []`), without copying them. */
   getRun(id: string, options: { instances?: boolean } = {}): Run | undefined {
-    const run = this.runs.get(id);
+    const run = this.state.runs.get(id);
     if (!run) return undefined;
     return options.instances === false ? structuredClone({ ...run.run, instances: [] }) : structuredClone(run.run);
   }
@@ -1065,7 +328,7 @@ export class Engine {
    * in it. `total` counts every match.
    */
   instancesPage(runId: string, offset: number, limit: number, state?: TaskState): { total: number; instances: WorkflowInstance[] } | undefined {
-    const run = this.runs.get(runId);
+    const run = this.state.runs.get(runId);
     if (!run) return undefined;
     const all = run.run.instances;
     const matching = state === undefined ? all : all.filter((i) => i.tasks.some((t) => t.state === state));
@@ -1073,12 +336,12 @@ export class Engine {
   }
 
   listRuns(): RunSummary[] {
-    return [...this.runs.values()].map(summaryOf);
+    return [...this.state.runs.values()].map(summaryOf);
   }
 
   /** One run's summary (the Instances tree's run rows), without building every run's. */
   runSummary(id: string): RunSummary | undefined {
-    const index = this.runs.get(id);
+    const index = this.state.runs.get(id);
     return index && summaryOf(index);
   }
 
@@ -1088,32 +351,30 @@ export class Engine {
    * `apply` changes state.
    */
   viewRun(id: string): Readonly<Run> | undefined {
-    return this.runs.get(id)?.run;
+    return this.state.runs.get(id)?.run;
   }
 
   viewInstance(instanceId: string): Readonly<WorkflowInstance> | undefined {
-    return this.instances.get(instanceId)?.inst;
+    return this.state.instances.get(instanceId)?.inst;
   }
 
   getInstance(instanceId: string): WorkflowInstance | undefined {
-    const idx = this.instances.get(instanceId);
+    const idx = this.state.instances.get(instanceId);
     return idx && structuredClone(idx.inst);
   }
 
   /** Ids of a run's instances for a bizdate (several for sub-daily schedules), in run order. */
   findInstances(runId: string, bizdate: string): string[] {
-    return (this.runs.get(runId)?.instances ?? []).filter((i) => i.inst.bizdate === bizdate).map((i) => i.inst.id);
+    return (this.state.runs.get(runId)?.instances ?? []).filter((i) => i.inst.bizdate === bizdate).map((i) => i.inst.id);
   }
 
   /** The earliest pending time after `now` (what the last decision's `wake` said). */
   nextWake(now: number): number | undefined {
-    let next: number | undefined;
-    for (const { at } of this.timers.values()) if (at > now && (next === undefined || at < next)) next = at;
-    return next;
+    return this.state.nextWake(now);
   }
 
   snapshot(): EngineSnapshot {
-    return { runs: [...this.runs.values()].map((r) => structuredClone(r.run)) };
+    return { runs: [...this.state.runs.values()].map((r) => structuredClone(r.run)) };
   }
 
   /**
@@ -1121,530 +382,8 @@ export class Engine {
    * incrementally kept ones differ (empty when consistent). For tests; O(everything).
    */
   verifyIndexes(): string[] {
-    const problems: string[] = [];
-    const timers = new Map<TaskInstance, number>();
-    for (const run of this.runs.values()) {
-      const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
-      let active = 0;
-      let queued = 0;
-      for (const idx of run.instances) {
-        if (idx.inst.state === "active") active++;
-        if (idx.inst.state === "queued") queued++;
-        const waiting = idx.inst.tasks.filter((t) => t.state === "waiting");
-        if (waiting.length !== idx.waiting.size || waiting.some((t) => !idx.waiting.has(t))) problems.push(`${idx.inst.id}: waiting set`);
-        const running = idx.inst.tasks.filter((t) => t.state === "running").length;
-        if (running !== idx.running) problems.push(`${idx.inst.id}: running ${idx.running}, expected ${running}`);
-        for (const ti of idx.inst.tasks) {
-          counts[ti.state]++;
-          const deps = [...run.defs.get(ti.task)!.upstream, ...(ti.after ?? [])];
-          const unmet = deps.filter((u) => idx.tasks.get(u)!.state !== "success").length;
-          if (unmet !== idx.unmet.get(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: unmet ${idx.unmet.get(ti.task)}, expected ${unmet}`);
-          for (const a of ti.after ?? []) if (!idx.afterOf.get(a)?.has(ti.task)) problems.push(`${idx.inst.id} ${ti.task}: afterOf ${a}`);
-          const last = ti.attempts[ti.attempts.length - 1];
-          if (ti.state === "waiting" && ti.retryAt !== undefined) timers.set(ti, ti.retryAt);
-          if (ti.state === "running" && last?.endedAt === undefined && last?.timedOutAt === undefined && last?.killRequestedAt === undefined && last?.deadline !== undefined) {
-            timers.set(ti, last.deadline);
-          }
-        }
-        for (const [a, set] of idx.afterOf) {
-          for (const t of set) if (!idx.tasks.get(t)!.after?.includes(a)) problems.push(`${idx.inst.id} ${t}: stale afterOf ${a}`);
-        }
-      }
-      if (active !== run.active || queued !== run.queued) problems.push(`${run.run.id}: active/queued ${run.active}/${run.queued}, expected ${active}/${queued}`);
-      for (const s of TASK_STATES) if (counts[s] !== run.counts[s]) problems.push(`${run.run.id}: ${s} count ${run.counts[s]}, expected ${counts[s]}`);
-      if (run.run.state !== runStateOf(run)) problems.push(`${run.run.id}: state ${run.run.state}, expected ${runStateOf(run)}`);
-    }
-    if (timers.size !== this.timers.size || [...timers].some(([ti, at]) => this.timers.get(ti)?.at !== at)) problems.push("timers");
-    return problems;
+    return verifyIndexes(this.state);
   }
-
-  // ------------------------------------------------------------------------------------
-  // Internals
-  // ------------------------------------------------------------------------------------
-
-  private emit(tx: Tx, record: EngineRecord): void {
-    this.apply(record);
-    tx.records.push(record);
-  }
-
-  private base(idx: InstanceIndex, task: string) {
-    return { runId: idx.run.run.id, instanceId: idx.inst.id, task };
-  }
-
-  private transition(
-    tx: Tx,
-    idx: InstanceIndex,
-    ti: TaskInstance,
-    to: TaskState,
-    cause: HistoryCause,
-    by?: string,
-    attempt?: number,
-    after?: string[],
-  ): void {
-    this.emit(tx, {
-      type: "task.state",
-      at: tx.now,
-      ...this.base(idx, ti.task),
-      from: ti.state,
-      to,
-      cause,
-      ...(by !== undefined ? { by } : {}),
-      ...(attempt !== undefined ? { attempt } : {}),
-      ...(after !== undefined ? { after } : {}),
-    });
-    tx.touched.add(idx.run);
-  }
-
-  /** → success, and promote downstream that became ready. */
-  private succeed(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: HistoryCause, by: string | undefined, attempt: number | undefined): void {
-    this.transition(tx, idx, ti, "success", cause, by, attempt);
-    tx.dirty.add(idx);
-    // Outside active instances, activation (or the finished instance's requeue) promotes.
-    if (idx.inst.state !== "active") return;
-    const candidates = new Set(idx.run.downstream.get(ti.task));
-    for (const t of idx.afterOf.get(ti.task) ?? []) candidates.add(t);
-    for (const id of candidates) {
-      const d = idx.tasks.get(id)!;
-      if (d.state === "not_run" && this.isReady(idx, d)) this.transition(tx, idx, d, "waiting", "upstream");
-    }
-  }
-
-  /** The current attempt (ended already) failed: retry if the budget allows, else → failed. */
-  private fail(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: "timeout" | "recovery" | undefined): void {
-    const def = idx.run.defs.get(ti.task)!;
-    const attempt = ti.attempts[ti.attempts.length - 1];
-    if (attempt.retry < def.retries) {
-      this.transition(tx, idx, ti, "waiting", cause ?? "retry", undefined, attempt.n);
-      this.emit(tx, { type: "task.retry-scheduled", at: tx.now, ...this.base(idx, ti.task), attempt: attempt.n, retryAt: tx.now + def.retryDelayMs });
-    } else {
-      this.transition(tx, idx, ti, "failed", cause ?? "scheduler", undefined, attempt.n);
-    }
-    tx.dirty.add(idx);
-  }
-
-  /**
-   * The current attempt (ended already) was lost by the runner, not failed by the task:
-   * back to `waiting` for a failover attempt (cause `recovery`) that keeps the retry count.
-   */
-  private failover(tx: Tx, idx: InstanceIndex, ti: TaskInstance, attempt: number): void {
-    this.transition(tx, idx, ti, "waiting", "recovery", undefined, attempt);
-    tx.dirty.add(idx);
-  }
-
-  /** Every upstream in the selection and every task in `after` is `success`. */
-  private isReady(idx: InstanceIndex, ti: TaskInstance): boolean {
-    return idx.unmet.get(ti.task) === 0;
-  }
-
-  /**
-   * Puts the tasks of `set` back to run in dependency order: each goes to `waiting` when
-   * nothing it waits for is rerun or unfinished, else to `not_run` with `after` naming the
-   * rerun tasks it reaches only through tasks that keep their `success` (direct upstreams
-   * need no entry: `isReady` checks them anyway). `forced` (the operator's own pick) goes
-   * to `waiting` regardless, like `rerun`.
-   */
-  private resetInOrder(tx: Tx, idx: InstanceIndex, set: Set<string>, forced: string | undefined, by: string | undefined): void {
-    const run = idx.run;
-    for (const def of run.run.tasks) {
-      if (!set.has(def.id)) continue;
-      const ti = idx.tasks.get(def.id)!;
-      if (def.id === forced) {
-        this.transition(tx, idx, ti, "waiting", "operator", by, undefined, ti.after ? [] : undefined);
-        continue;
-      }
-      const after: string[] = [];
-      const seen = new Set<string>();
-      const stack = def.upstream.filter((u) => !set.has(u) && idx.tasks.get(u)!.state === "success");
-      while (stack.length > 0) {
-        const v = stack.pop()!;
-        if (seen.has(v)) continue;
-        seen.add(v);
-        for (const u of run.defs.get(v)!.upstream) {
-          if (set.has(u)) {
-            if (!after.includes(u) && !def.upstream.includes(u)) after.push(u);
-          } else if (!seen.has(u) && idx.tasks.get(u)!.state === "success") stack.push(u);
-        }
-      }
-      const ready = after.length === 0 && def.upstream.every((u) => !set.has(u) && idx.tasks.get(u)!.state === "success");
-      const to: TaskState = ready ? "waiting" : "not_run";
-      const afterChange = after.length > 0 ? after : ti.after ? [] : undefined;
-      // A not_run task needs no record unless its `after` list changes: it runs when its upstreams do.
-      if (ti.state === to && afterChange === undefined) continue;
-      this.transition(tx, idx, ti, to, "operator", by, undefined, afterChange);
-    }
-    tx.dirty.add(idx);
-  }
-
-  /** Starts what can start, finishes and activates instances, until nothing moves; then run states and wake. */
-  private settle(tx: Tx): Decision {
-    while (tx.dirty.size > 0 || tx.slots.size > 0) {
-      for (const idx of tx.dirty) {
-        tx.dirty.delete(idx);
-        tx.touched.add(idx.run);
-        if (idx.inst.state === "active") {
-          this.startReady(tx, idx);
-          if (idx.waiting.size === 0 && idx.running === 0) {
-            this.setInstanceState(tx, idx, "finished");
-            tx.slots.add(idx.run);
-          }
-        } else if (idx.inst.state === "finished" && this.hasWork(idx)) {
-          this.setInstanceState(tx, idx, "queued");
-          tx.slots.add(idx.run);
-        }
-      }
-      for (const run of tx.slots) {
-        tx.slots.delete(run);
-        tx.touched.add(run);
-        while (run.active < run.run.parallelism) {
-          const next = this.peekQueued(run);
-          if (next === undefined) break;
-          this.activate(tx, next);
-        }
-      }
-    }
-    for (const run of tx.touched) {
-      const state = runStateOf(run);
-      if (state !== run.run.state) this.emit(tx, { type: "run.state", at: tx.now, runId: run.run.id, from: run.run.state, to: state });
-    }
-    const wake = this.nextWake(tx.now);
-    if (wake !== undefined) tx.effects.push({ type: "wake", at: wake });
-    return { records: tx.records, effects: tx.effects };
-  }
-
-  private setInstanceState(tx: Tx, idx: InstanceIndex, to: InstanceState): void {
-    this.emit(tx, { type: "instance.state", at: tx.now, runId: idx.run.run.id, instanceId: idx.inst.id, from: idx.inst.state, to });
-  }
-
-  /** The next queued instance in run order. Drops stale heap entries (left by instances that left `queued`), which changes nothing observable. */
-  private peekQueued(run: RunIndex): InstanceIndex | undefined {
-    while (run.queue.size > 0) {
-      const idx = run.instances[run.queue.peek()!];
-      if (idx.inst.state === "queued") return idx;
-      run.queue.pop();
-    }
-    return undefined;
-  }
-
-  private activate(tx: Tx, idx: InstanceIndex): void {
-    this.setInstanceState(tx, idx, "active");
-    for (const ti of idx.inst.tasks) {
-      if (ti.state !== "not_run" || !this.isReady(idx, ti)) continue;
-      // Roots start because the instance did; others (re-activated instance) because an upstream succeeded.
-      const cause = idx.run.defs.get(ti.task)!.upstream.length > 0 || ti.after ? "upstream" : "scheduler";
-      this.transition(tx, idx, ti, "waiting", cause);
-    }
-    tx.dirty.add(idx);
-  }
-
-  /** A finished instance has work again when an operation made a task waiting or ready. */
-  private hasWork(idx: InstanceIndex): boolean {
-    return idx.waiting.size > 0 || idx.inst.tasks.some((t) => t.state === "not_run" && this.isReady(idx, t));
-  }
-
-  private startReady(tx: Tx, idx: InstanceIndex): void {
-    if (this.halted) return;
-    const limit = idx.run.run.concurrency;
-    // Deleting the current element while iterating a Set is safe; `startTask` does so via apply.
-    for (const ti of idx.waiting) {
-      if (idx.running >= limit) return;
-      if (ti.retryAt !== undefined && ti.retryAt > tx.now) continue;
-      this.startTask(tx, idx, ti);
-    }
-  }
-
-  private startTask(tx: Tx, idx: InstanceIndex, ti: TaskInstance): void {
-    const def = idx.run.defs.get(ti.task)!;
-    const run = idx.run.run;
-    const isRetry = ti.retryAt !== undefined;
-    const previous = ti.attempts[ti.attempts.length - 1];
-    // A failover attempt (the runner lost the previous one) keeps its retry count.
-    const last = ti.history[ti.history.length - 1];
-    const isFailover = !isRetry && previous !== undefined && last?.to === "waiting" && last.cause === "recovery";
-    const attempt = ti.attempts.length + 1;
-    const deadline = def.timeoutMs !== undefined ? tx.now + def.timeoutMs : undefined;
-    this.emit(tx, {
-      type: "attempt.started",
-      at: tx.now,
-      ...this.base(idx, ti.task),
-      attempt,
-      cause: isRetry ? "retry" : isFailover ? "recovery" : "scheduler",
-      retry: isRetry && previous ? previous.retry + 1 : isFailover ? previous.retry : 0,
-      ...(deadline !== undefined ? { deadline } : {}),
-    });
-    this.transition(tx, idx, ti, "running", isRetry ? "retry" : isFailover ? "recovery" : "scheduler", undefined, attempt);
-    tx.effects.push({
-      type: "start",
-      ...this.base(idx, ti.task),
-      workflow: run.workflow,
-      file: run.file,
-      kind: def.kind,
-      ...(def.command !== undefined ? { command: def.command } : {}),
-      attempt,
-      bizdate: idx.inst.bizdate,
-      cyctime: idx.inst.cyctime,
-      params: { ...def.params },
-      ...(def.timeoutMs !== undefined ? { timeoutMs: def.timeoutMs } : {}),
-      ...(deadline !== undefined ? { deadline } : {}),
-    });
-  }
-
-  private runIndex(id: string): RunIndex {
-    const run = this.runs.get(id);
-    if (!run) throw new Error(`journal names run ${id}, which was never created`);
-    return run;
-  }
-
-  private instanceIndex(id: string): InstanceIndex {
-    const idx = this.instances.get(id);
-    if (!idx) throw new Error(`journal names workflow instance ${id}, which was never created`);
-    return idx;
-  }
-
-  private resolve(ref: TaskRef): { ok: true; idx: InstanceIndex; ti: TaskInstance } | Refusal {
-    const idx = this.instances.get(ref.instanceId);
-    if (!idx) return refuse("no-instance", `no workflow instance \`${ref.instanceId}\``);
-    const ti = idx.tasks.get(ref.task);
-    if (!ti) {
-      return refuse("no-task", `run ${idx.run.run.id} did not select task \`${ref.task}\`; it has ${idx.run.run.tasks.map((t) => `\`${t.id}\``).join(", ")}`);
-    }
-    return { ok: true, idx, ti };
-  }
-
-  /** One task's operation: refused unless the task is in `from`, else `change` in one transaction. */
-  private operate(
-    ref: TaskRef,
-    operation: string,
-    from: readonly TaskState[],
-    now: number,
-    change: (tx: Tx, idx: InstanceIndex, ti: TaskInstance) => void,
-  ): OperationResult {
-    const found = this.resolveIn(ref, operation, from);
-    if (!found.ok) return found;
-    const tx = new Tx(now);
-    change(tx, found.idx, found.ti);
-    return { ok: true, ...this.settle(tx) };
-  }
-
-  /** Resolves and checks the precondition: "rerun needs state ...; `load` on 2026-11-19 is running". */
-  private resolveIn(ref: TaskRef, operation: string, from: readonly TaskState[]) {
-    const found = this.resolve(ref);
-    if (!found.ok) return found;
-    if (!from.includes(found.ti.state)) {
-      return refuse("wrong-state", `${operation} needs state ${orList(from)}; ${this.describe(found.idx, ref.task)} is ${found.ti.state}`, {
-        state: found.ti.state,
-        allowed: from,
-      });
-    }
-    return found;
-  }
-
-  private resolveScope(
-    scope: RunScope,
-  ): { ok: true; run: RunIndex; instances: InstanceIndex[]; label: string } | Refusal {
-    const run = this.runs.get(scope.runId);
-    if (!run) return refuse("no-run", `no run \`${scope.runId}\``);
-    if (scope.instanceId === undefined) return { ok: true, run, instances: run.instances, label: `run ${run.run.id}` };
-    const idx = this.instances.get(scope.instanceId);
-    if (!idx || idx.run !== run) return refuse("no-instance", `run ${run.run.id} has no workflow instance \`${scope.instanceId}\``);
-    return { ok: true, run, instances: [idx], label: `the instance on ${this.describeInstance(idx)}` };
-  }
-
-  private describeInstance(idx: InstanceIndex): string {
-    const several = (idx.run.perBizdate.get(idx.inst.bizdate) ?? 0) > 1;
-    return several ? `${idx.inst.bizdate} (cyctime ${idx.inst.cyctime})` : idx.inst.bizdate;
-  }
-
-  private describe(idx: InstanceIndex, task: string): string {
-    return `\`${task}\` on ${this.describeInstance(idx)}`;
-  }
-}
-
-/** What `createRun` would create, before it has an id: the run's frozen tasks and its instances' dates, in start order. */
-export interface RunDraft {
-  kind: RunSpec["kind"];
-  file: string;
-  workflow: string;
-  /** The spec as the journal stores it (through JSON). */
-  spec: RunSpec;
-  parallelism: number;
-  order: RunOrder;
-  concurrency: number;
-  /** Selected tasks in dependency order. */
-  tasks: RunTask[];
-  instances: InstanceTime[];
-}
-
-/**
- * Checks the spec against the workflow and works out the run it asks for, creating
- * nothing: the one place task selection and instance dates are decided, for `createRun`
- * and for a plan shown before it (the runner's `runs.plan`). Pure. Refused with
- * `invalid-spec` and a reason a person can act on.
- */
-export function planRun(spec: RunSpec, workflow: WorkflowModel, now: number): { ok: true; draft: RunDraft } | Refusal {
-  try {
-    return { ok: true, draft: draftRun(spec, workflow, now) };
-  } catch (e) {
-    return refuse("invalid-spec", e instanceof Error ? e.message : String(e));
-  }
-}
-
-function draftRun(spec: RunSpec, workflow: WorkflowModel, now: number): RunDraft {
-  if (spec.kind !== "test" && spec.kind !== "backfill") {
-    throw new Error(`Expected \`kind\` to be test or backfill, got \`${String(spec.kind)}\``);
-  }
-  if (spec.workflow !== workflow.id) {
-    throw new Error(`the run asks for workflow \`${spec.workflow}\`, but ${spec.file} defines \`${workflow.id}\``);
-  }
-  const parallelism = spec.parallelism ?? 1;
-  if (!Number.isInteger(parallelism) || parallelism < 1) {
-    throw new Error(`Expected \`parallelism\` to be an integer from 1 and up, got \`${parallelism}\``);
-  }
-  const order = spec.order ?? "asc";
-  if (order !== "asc" && order !== "desc") throw new Error(`Expected \`order\` to be asc or desc, got \`${String(order)}\``);
-  const concurrency = workflow.concurrency ?? DEFAULT_CONCURRENCY;
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new Error(`Expected workflow \`${workflow.id}\`'s \`concurrency\` to be an integer from 1 and up, got \`${concurrency}\``);
-  }
-
-  const byId = new Map<string, WorkflowModel["tasks"][number]>();
-  for (const t of workflow.tasks) {
-    if (byId.has(t.id)) throw new Error(`workflow \`${workflow.id}\` has two tasks with id \`${t.id}\`; fix the duplicate-task error first`);
-    byId.set(t.id, t);
-  }
-  // Same-workflow upstream edges between tasks that exist (unknown ones are the analyzer's errors).
-  const upstreamOf = (t: WorkflowModel["tasks"][number]) =>
-    t.upstream.filter((u) => (u.workflow === undefined || u.workflow === workflow.id) && byId.has(u.task)).map((u) => u.task);
-
-  let selected: Set<string>;
-  if (spec.tasks === undefined) selected = new Set(byId.keys());
-  else {
-    const unknown = spec.tasks.filter((t) => !byId.has(t));
-    if (unknown.length > 0) {
-      throw new Error(
-        `workflow \`${workflow.id}\` has no task${unknown.length > 1 ? "s" : ""} ${unknown.map((t) => `\`${t}\``).join(", ")}; ` +
-          `it has ${[...byId.keys()].map((t) => `\`${t}\``).join(", ") || "no tasks"}`,
-      );
-    }
-    selected = new Set(spec.tasks);
-    if (spec.downstream) {
-      const downstream = new Map<string, string[]>();
-      for (const t of workflow.tasks) {
-        for (const u of upstreamOf(t)) downstream.set(u, [...(downstream.get(u) ?? []), t.id]);
-      }
-      const stack = [...selected];
-      while (stack.length > 0) {
-        for (const d of downstream.get(stack.pop()!) ?? []) {
-          if (!selected.has(d)) {
-            selected.add(d);
-            stack.push(d);
-          }
-        }
-      }
-    }
-  }
-  if (selected.size === 0) throw new Error(`the run selects no task; workflow \`${workflow.id}\` has ${byId.size} task${byId.size === 1 ? "" : "s"}`);
-
-  // Dependency order (Kahn), stable in workflow order; leftovers are a cycle.
-  const tasks: RunTask[] = [];
-  const upstream = new Map<string, string[]>();
-  for (const t of workflow.tasks) if (selected.has(t.id)) upstream.set(t.id, [...new Set(upstreamOf(t).filter((u) => selected.has(u)))]);
-  const placed = new Set<string>();
-  let progress = true;
-  while (progress && placed.size < selected.size) {
-    progress = false;
-    for (const t of workflow.tasks) {
-      if (!selected.has(t.id) || placed.has(t.id)) continue;
-      const ups = upstream.get(t.id)!;
-      if (!ups.every((u) => placed.has(u))) continue;
-      placed.add(t.id);
-      progress = true;
-      tasks.push({
-        id: t.id,
-        kind: t.kind,
-        ...(t.command !== undefined ? { command: t.command } : {}),
-        upstream: ups,
-        retries: t.retries ?? 0,
-        retryDelayMs: t.retryDelayMs ?? 0,
-        ...(t.timeoutMs !== undefined ? { timeoutMs: t.timeoutMs } : {}),
-        params: { ...(workflow.params ?? {}), ...(t.params ?? {}) },
-      });
-    }
-  }
-  if (placed.size < selected.size) {
-    const stuck = [...selected].filter((t) => !placed.has(t));
-    throw new Error(`tasks ${stuck.map((t) => `\`${t}\``).join(", ")} are in or behind a dependency cycle; fix the cycle error first`);
-  }
-
-  let times: InstanceTime[];
-  if (spec.kind === "test") {
-    if (spec.from !== undefined || spec.to !== undefined) throw new Error("a test run takes `bizdate`, not `from`/`to`");
-    const bizdate = spec.bizdate ?? previousDay(zonedDate(now, workflow.timezone));
-    times = [testInstanceTime(workflow.schedule, workflow.timezone, bizdate)];
-  } else {
-    if (spec.bizdate !== undefined) throw new Error("a backfill takes `from` and `to`, not `bizdate`");
-    if (spec.from === undefined || spec.to === undefined) {
-      throw new Error(`a backfill needs both \`from\` and \`to\`, got ${spec.from === undefined ? "no from" : `from ${spec.from}`} and ${spec.to === undefined ? "no to" : `to ${spec.to}`}`);
-    }
-    times = instanceTimes(workflow.schedule, workflow.timezone, spec.from, spec.to);
-    if (times.length === 0) {
-      throw new Error(`schedule \`${workflow.schedule}\` fires for no bizdate from ${spec.from} to ${spec.to}`);
-    }
-  }
-  if (order === "desc") times.reverse();
-  return {
-    kind: spec.kind,
-    file: spec.file,
-    workflow: workflow.id,
-    // Through JSON, as the journal will store it: no `undefined` members to tell live and replayed state apart.
-    spec: JSON.parse(JSON.stringify(spec)) as RunSpec,
-    parallelism,
-    order,
-    concurrency,
-    tasks,
-    instances: times,
-  };
-}
-
-function refuse(code: RefusalCode, reason: string, extra: { state?: TaskState; allowed?: readonly TaskState[] } = {}): Refusal {
-  return {
-    ok: false,
-    code,
-    reason,
-    ...(extra.state !== undefined ? { state: extra.state } : {}),
-    ...(extra.allowed !== undefined ? { allowed: [...extra.allowed] } : {}),
-  };
-}
-
-/** Replaces a task's `after` list, keeping `afterOf` and `unmet` exact. */
-function setAfter(idx: InstanceIndex, ti: TaskInstance, after: readonly string[]): void {
-  const unmetOf = (task: string) => (idx.tasks.get(task)!.state === "success" ? 0 : 1);
-  let unmet = idx.unmet.get(ti.task)!;
-  for (const a of ti.after ?? []) {
-    idx.afterOf.get(a)?.delete(ti.task);
-    unmet -= unmetOf(a);
-  }
-  if (after.length > 0) {
-    ti.after = [...after];
-    for (const a of after) {
-      let set = idx.afterOf.get(a);
-      if (!set) idx.afterOf.set(a, (set = new Set()));
-      set.add(ti.task);
-      unmet += unmetOf(a);
-    }
-  } else delete ti.after;
-  idx.unmet.set(ti.task, unmet);
-}
-
-function runStateOf(run: RunIndex): RunState {
-  if (run.active + run.queued > 0) return "running";
-  const c = run.counts;
-  if (c.success === run.run.instances.length * run.run.tasks.length) return "success";
-  if (c.failed > 0) return "failed";
-  if (c.killed > 0) return "killed";
-  if (c.paused > 0) return "paused";
-  // Unreachable while instances finish only when nothing can progress: a not_run task
-  // left over is downstream of a failed, killed or paused one.
-  return "failed";
 }
 
 function summaryOf({ run, counts }: RunIndex): RunSummary {
@@ -1660,160 +399,4 @@ function summaryOf({ run, counts }: RunIndex): RunSummary {
     instances: run.instances.length,
     counts: { ...counts },
   };
-}
-
-function adjustInstanceCount(run: RunIndex, state: InstanceState, delta: number): void {
-  if (state === "active") run.active += delta;
-  else if (state === "queued") run.queued += delta;
-}
-
-function expectState(what: string, actual: string, expected: string): void {
-  if (actual !== expected) throw new Error(`journal out of order: expected ${what} in state ${expected}, got ${actual}`);
-}
-
-function taskOf(idx: InstanceIndex, task: string): TaskInstance {
-  const ti = idx.tasks.get(task);
-  if (!ti) throw new Error(`journal names task ${task} of ${idx.inst.id}, which its run did not select`);
-  return ti;
-}
-
-function attemptOf(idx: InstanceIndex, ti: TaskInstance, n: number) {
-  const a = ti.attempts[n - 1];
-  if (!a) throw new Error(`journal names attempt ${n} of ${ti.task} on ${idx.inst.id}, which has ${ti.attempts.length}`);
-  return a;
-}
-
-/** "not_run, success, failed or killed" */
-function orList(states: readonly string[]): string {
-  return states.length === 1 ? states[0] : `${states.slice(0, -1).join(", ")} or ${states[states.length - 1]}`;
-}
-
-/** Task id → task instance of one workflow instance, by the run's shared positions (`indexRun`). */
-class TaskTable {
-  constructor(
-    private readonly positions: ReadonlyMap<string, number>,
-    private readonly list: readonly TaskInstance[],
-  ) {}
-
-  get(task: string): TaskInstance | undefined {
-    const i = this.positions.get(task);
-    return i === undefined ? undefined : this.list[i];
-  }
-
-  has(task: string): boolean {
-    return this.positions.has(task);
-  }
-}
-
-/** Task id → a number, for the run's tasks only, by the run's shared positions. */
-class Tally {
-  private readonly values: number[] = [];
-  constructor(private readonly positions: ReadonlyMap<string, number>) {}
-
-  get(task: string): number | undefined {
-    const i = this.positions.get(task);
-    return i === undefined ? undefined : this.values[i];
-  }
-
-  set(task: string, value: number): this {
-    const i = this.positions.get(task);
-    if (i === undefined) throw new Error(`no task ${task} in this run`);
-    while (this.values.length < i) this.values.push(0);
-    this.values[i] = value;
-    return this;
-  }
-}
-
-const NO_ENTRIES: ReadonlyMap<unknown, unknown> = new Map();
-const NO_VALUES: ReadonlySet<unknown> = new Set();
-
-/** A Map allocated on first `set` (most instances never have an `after` list). */
-class LazyMap<K, V> {
-  private map: Map<K, V> | undefined;
-
-  get(key: K): V | undefined {
-    return this.map?.get(key);
-  }
-
-  set(key: K, value: V): this {
-    (this.map ??= new Map()).set(key, value);
-    return this;
-  }
-
-  [Symbol.iterator](): IterableIterator<[K, V]> {
-    return (this.map ?? (NO_ENTRIES as ReadonlyMap<K, V>)).entries();
-  }
-}
-
-/** A Set allocated on first `add` (instances that have not run yet hold nothing); iteration is the Set's own, live. */
-class LazySet<T> {
-  private set: Set<T> | undefined;
-
-  get size(): number {
-    return this.set?.size ?? 0;
-  }
-
-  add(value: T): this {
-    (this.set ??= new Set()).add(value);
-    return this;
-  }
-
-  delete(value: T): boolean {
-    return this.set?.delete(value) ?? false;
-  }
-
-  has(value: T): boolean {
-    return this.set?.has(value) ?? false;
-  }
-
-  [Symbol.iterator](): IterableIterator<T> {
-    return (this.set ?? (NO_VALUES as ReadonlySet<T>)).values();
-  }
-}
-
-/** A binary min-heap of numbers (instance positions). */
-class MinHeap {
-  private readonly items: number[] = [];
-
-  get size(): number {
-    return this.items.length;
-  }
-
-  peek(): number | undefined {
-    return this.items[0];
-  }
-
-  push(value: number): void {
-    const a = this.items;
-    a.push(value);
-    let i = a.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (a[parent] <= a[i]) break;
-      [a[parent], a[i]] = [a[i], a[parent]];
-      i = parent;
-    }
-  }
-
-  pop(): number | undefined {
-    const a = this.items;
-    if (a.length === 0) return undefined;
-    const top = a[0];
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l] < a[m]) m = l;
-        if (r < a.length && a[r] < a[m]) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i], a[m]];
-        i = m;
-      }
-    }
-    return top;
-  }
 }

@@ -28,7 +28,8 @@ import type {
 } from "../../protocol/runner";
 import { instanceTimes, MAX_INSTANCES, testInstanceTime } from "../../common/engine/dates";
 import { addDays, previousDay, startOfDay, zonedIso } from "../../common/zone";
-import { DEFAULT_CONCURRENCY, Engine, planRun, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
+import { Runner } from "../../runner/daemon";
+import { DEFAULT_CONCURRENCY, Engine, OPERATION_FROM, planRun, RECOVERY_ERROR, RECOVERY_KILLED_ERROR } from "../../common/engine/engine";
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -1027,6 +1028,191 @@ describe("operations", () => {
       refusal(d.engine.setSuccess({ instanceId: d.instanceId("run-1", 0), task: "extract" }, T0), "wrong-state"),
       "set success needs state failed or killed; `extract` on 2026-11-19 (cyctime 2026-11-20T00:00:00+00:00) is running",
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Batch operations: one decision each
+// ---------------------------------------------------------------------------------------
+
+/** Counts the engine's method calls (every one, queries included). */
+function counted(engine: Engine): { engine: Engine; calls: string[] } {
+  const calls: string[] = [];
+  const proxy = new Proxy(engine, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        calls.push(String(key));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { engine: proxy, calls };
+}
+
+/**
+ * What the runner did before batch operations were one decision: the single-task
+ * operation on every task instance in an allowed state (states read before the first
+ * call), refusals skipped, the decisions merged.
+ */
+function oneByOne(engine: Engine, op: "setSuccess" | "pause" | "resume", runId: string, now: number, by: string): Decision {
+  const decisions: Decision[] = [];
+  for (const inst of engine.getRun(runId)!.instances) {
+    for (const ti of inst.tasks.filter((t) => OPERATION_FROM[op].includes(t.state))) {
+      const r = engine[op]({ instanceId: inst.id, task: ti.task }, now, by);
+      if (r.ok) decisions.push(r);
+    }
+  }
+  return { records: decisions.flatMap((d) => d.records), effects: decisions.flatMap((d) => d.effects) };
+}
+
+/** A decision without its run-state records and wake: what one decision states once, at its end. */
+function steps(d: Decision) {
+  return { records: d.records.filter((r) => r.type !== "run.state"), effects: d.effects.filter((e) => e.type !== "wake") };
+}
+
+describe("batch operations", () => {
+  test("set success on a run with N failed instances: one call, one decision whose records cover all N", () => {
+    const N = 5;
+    const d = new Driver();
+    d.create(backfillSpec("2026-11-01", "2026-11-05"), salesFlow());
+    for (let i = 0; i < N; i++) d.exit("extract", { exitCode: 1 }, d.instanceId("run-1", i));
+    assert.deepEqual(d.run().instances.map((_, i) => d.states("run-1", i).extract), Array(N).fill("failed"));
+    assert.equal(d.run().state, "failed");
+
+    const { engine, calls } = counted(d.engine);
+    const decided = engine.operateRun("setSuccess", { runId: "run-1" }, d.now, "cli");
+    assert.deepEqual(calls, ["operateRun"], "the engine is called once");
+    const r = d.op(decided);
+    const operator = r.records.filter((x) => x.type === "task.state" && x.cause === "operator");
+    assert.deepEqual(
+      operator.map((x) => x.type === "task.state" && [x.instanceId, x.task, x.from, x.to, x.by]),
+      d.run().instances.map((i) => [i.id, "extract", "failed", "success", "cli"]),
+      "one record per failed instance, all in this decision",
+    );
+    assert.deepEqual(
+      r.records.filter((x) => x.type === "run.state").map((x) => x.type === "run.state" && [x.from, x.to]),
+      [["failed", "running"]],
+      "the run state changes once, at the end",
+    );
+    assert.ok(r.effects.filter((e) => e.type === "wake").length <= 1);
+    assert.deepEqual(starts(r).map((s) => [s.task, s.bizdate]), [["load", "2026-11-01"]], "parallelism 1: the first instance goes on");
+    d.drain();
+    assert.equal(d.run().state, "success");
+    d.checkReplay();
+  });
+
+  test("set success, pause and resume of a run make the records the single operations made one after the other", () => {
+    const d = new Driver();
+    d.create(backfillSpec("2026-11-01", "2026-11-04", { parallelism: 2 }), salesFlow({ load: { retries: 1, retryDelayMs: 60_000 } }));
+    const compare = (op: "setSuccess" | "pause" | "resume") => {
+      const twin = Engine.replay(JSON.parse(JSON.stringify(d.records)) as EngineRecord[]);
+      const batch = d.op(d.engine.operateRun(op, { runId: "run-1" }, d.now, "cli"));
+      assert.deepEqual(steps(batch), steps(oneByOne(twin, op, "run-1", d.now, "cli")), op);
+      assert.deepEqual(d.engine.snapshot(), twin.snapshot(), op);
+      return batch;
+    };
+    // Two instances active with extract running, two queued: every not_run task is paused.
+    const paused = compare("pause");
+    assert.equal(paused.records.filter((r) => r.type === "task.state" && r.to === "paused").length, 2 * 2 + 2 * 3);
+    const resumed = compare("resume");
+    assert.deepEqual(starts(resumed), []);
+    d.exit("extract", { exitCode: 1 }, d.instanceId("run-1", 0));
+    d.exit("extract", { exitCode: 0 }, d.instanceId("run-1", 1));
+    d.exit("load", { exitCode: 1 }, d.instanceId("run-1", 1));
+    d.exit("extract", { exitCode: 1 }, d.instanceId("run-1", 2));
+    // One failed extract per finished instance, a load waiting for its retry on another.
+    compare("pause");
+    compare("resume");
+    const succeeded = compare("setSuccess");
+    assert.deepEqual(starts(succeeded), [], "a load waiting for its retry and a running extract hold both slots");
+    assert.deepEqual(d.run().instances.map((i) => i.state), ["queued", "active", "queued", "active"]);
+    d.drain();
+    d.tick(d.now + 60_000);
+    d.drain();
+    assert.equal(d.run().state, "success");
+    d.checkReplay();
+  });
+
+  test("kill and rerun of several instances (the hours of a bizdate): one decision, each instance in turn", () => {
+    const d = new Driver();
+    d.create(backfillSpec("2026-11-19", "2026-11-20", { parallelism: 2 }), salesFlow({}, { schedule: "0 */6 * * *", timezone: "UTC" }));
+    const day = d.engine.findInstances("run-1", "2026-11-19");
+    assert.equal(day.length, 4);
+    const twin = Engine.replay(JSON.parse(JSON.stringify(d.records)) as EngineRecord[]);
+    const killed = d.op(d.engine.operateRun("kill", { runId: "run-1", instanceIds: day }, d.now, "cli"));
+    const singly = day.map((instanceId) => twin.killRun({ runId: "run-1", instanceId }, d.now, "cli")).filter((r): r is Extract<OperationResult, { ok: true }> => r.ok);
+    assert.deepEqual(steps(killed), steps({ records: singly.flatMap((r) => r.records), effects: singly.flatMap((r) => r.effects) }));
+    assert.deepEqual(kills(killed).map((k) => k.instanceId), day.slice(0, 2), "the two running extracts are being killed");
+    assert.deepEqual(d.run().instances.map((i) => i.state), ["active", "active", "finished", "finished", "queued", "queued", "queued", "queued"]);
+    for (const id of day.slice(0, 2)) d.exit("extract", { signal: "SIGTERM" }, id, 1);
+    d.drain();
+    const rerun = d.op(d.engine.operateRun("rerun", { runId: "run-1", instanceIds: day }, d.now, "cli"));
+    assert.equal(rerun.records.filter((r) => r.type === "task.state" && r.cause === "operator").length, 2, "the two killed extracts");
+    assert.equal(rerun.records.filter((r) => r.type === "instance.state" && r.from === "finished" && r.to === "queued").length, 4);
+    d.drain();
+    assert.equal(d.run().state, "success");
+    d.checkReplay();
+  });
+
+  test("the runner's batch set-success is one engine decision and one journal batch; its answer counts every instance", async () => {
+    const N = 5;
+    const d = new Driver();
+    d.create(backfillSpec("2026-11-01", "2026-11-05"), salesFlow());
+    for (let i = 0; i < N; i++) d.exit("extract", { exitCode: 1 }, d.instanceId("run-1", i));
+    const { engine, calls } = counted(d.engine);
+    // The runner without its journal, processes or socket: what `task.operate` calls.
+    const committed: Decision[] = [];
+    const runner = Object.create(Runner.prototype) as Runner;
+    Object.assign(runner, { engine, commit: async (decision: Decision) => void committed.push(decision) });
+    const answer = await runner.operate({ run: "run-1", op: "set-success", by: "cli" });
+    const queries = new Set(["hasRun", "listRuns", "getRun", "viewInstance", "findInstances"]);
+    assert.deepEqual(calls.filter((c) => !queries.has(c)), ["operateRun"], "one engine decision");
+    assert.equal(committed.length, 1, "one journal batch");
+    assert.equal(committed[0].records.filter((r) => r.type === "task.state" && r.cause === "operator").length, N);
+    assert.deepEqual(answer, {
+      runId: "run-1",
+      changed: d.run().instances.map((i) => `extract on ${i.bizdate}: failed → success`),
+      total: N,
+      counts: { "failed → success": N },
+    });
+    await assert.rejects(runner.operate({ run: "run-1", op: "resume", date: "2026-11-02" }), { code: "nothing-to-do", message: "nothing to resume in run-1 on 2026-11-02: no task instance is paused" });
+    await assert.rejects(runner.operate({ run: "run-1", op: "rerun", date: "2026-11-02" }), {
+      code: "nothing-to-do",
+      message: "rerun failed needs a failed or killed task or a cancelled workflow instance; the instance on 2026-11-02 has none (run state running)",
+    });
+    d.take(committed[0]);
+    d.drain();
+    assert.equal(d.run().state, "success");
+    d.checkReplay();
+  });
+
+  test("refusals: nothing to do, or a scope that names nothing; nothing changes", () => {
+    const d = new Driver();
+    d.create(backfillSpec("2026-11-01", "2026-11-02"), salesFlow());
+    const [i0, i1] = [d.instanceId("run-1", 0), d.instanceId("run-1", 1)];
+    const before = d.engine.snapshot();
+    assert.equal(
+      refusal(d.engine.operateRun("resume", { runId: "run-1" }, d.now), "nothing-to-do"),
+      "resume needs a task instance in state paused; run run-1 has none (run state running)",
+    );
+    assert.equal(
+      refusal(d.engine.operateRun("setSuccess", { runId: "run-1", instanceIds: [i0] }, d.now), "nothing-to-do"),
+      "set success needs a task instance in state failed or killed; the instance on 2026-11-01 has none (run state running)",
+    );
+    assert.equal(
+      refusal(d.engine.operateRun("setSuccess", { runId: "run-1", instanceIds: [i0, i1] }, d.now), "nothing-to-do"),
+      "set success needs a task instance in state failed or killed; the 2 workflow instances asked for have none (run state running)",
+    );
+    assert.equal(
+      refusal(d.engine.operateRun("rerun", { runId: "run-1", instanceIds: [i1, i0] }, d.now), "nothing-to-do"),
+      "rerun failed needs a failed or killed task or a cancelled workflow instance; the instance on 2026-11-02 has none (run state running)",
+      "every instance refused: the first one's refusal",
+    );
+    assert.equal(refusal(d.engine.operateRun("pause", { runId: "run-9" }, d.now), "no-run"), "no run `run-9`");
+    assert.equal(refusal(d.engine.operateRun("kill", { runId: "run-1", instanceIds: [i0, "run-1@x"] }, d.now), "no-instance"), "run run-1 has no workflow instance `run-1@x`");
+    assert.deepEqual(d.engine.snapshot(), before);
   });
 });
 
