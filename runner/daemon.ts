@@ -277,6 +277,7 @@ export class Runner {
       } else rest.push(a);
     }
     await this.endLeftovers(rest);
+    this.executor.recovered();
     return adopted;
   }
 

@@ -160,8 +160,8 @@ export interface LogStoreOptions {
 export class LogStore {
   readonly dir: string;
   private readonly onError: ((key: AttemptKey, error: Error) => void) | undefined;
-  /** Directories created by this store. */
-  private readonly dirs = new Set<string>();
+  /** Directories created (or being created) by this store: one mkdir per instance, not per attempt. */
+  private readonly dirs = new Map<string, Promise<void>>();
   /** By `instanceId \n task`. */
   private readonly subscriptions = new Map<string, Set<Subscription>>();
 
@@ -174,7 +174,7 @@ export class LogStore {
     return join(this.dir, key.instanceId, `${key.task}.${key.attempt}.log`);
   }
 
-  /** Starts the attempt's log: the file is created now (appended to, if it exists). */
+  /** Starts the attempt's log; the file is created (appended to, if it exists) in the background. */
   open(key: AttemptKey): AttemptLog {
     return new AttemptLog(this, key, this.pathFor(key));
   }
@@ -222,10 +222,14 @@ export class LogStore {
   }
 
   /** @internal One mkdir per instance folder, not per attempt; a failed one is tried again next time. */
-  ensureDirSync(dir: string): void {
-    if (this.dirs.has(dir)) return;
-    fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    this.dirs.add(dir);
+  ensureDir(dir: string): Promise<void> {
+    let made = this.dirs.get(dir);
+    if (!made) {
+      made = fs.promises.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }).then(() => undefined);
+      made.catch(() => this.dirs.delete(dir)); // let a later attempt try again
+      this.dirs.set(dir, made);
+    }
+    return made;
   }
 
   /** @internal Whether anyone subscribed to the attempt's task instance. */
@@ -264,6 +268,8 @@ export class AttemptLog {
   readonly path: string;
   /** The first open/write failure; lines after it are dropped. */
   error: Error | undefined;
+  /** Resolves once the attempt's folder exists (files beside the log may be made then). */
+  readonly folder: Promise<void>;
 
   private readonly store: LogStore;
   private fd: number | undefined;
@@ -297,29 +303,44 @@ export class AttemptLog {
     this.store = store;
     this.key = key;
     this.path = path;
-    try {
-      store.ensureDirSync(dirname(path));
-      this.openFile();
-    } catch (e) {
-      this.fail(e);
-    }
+    this.writing = true; // nothing is written before the file is open
+    // In the background: creating a file can take a millisecond on a busy file system
+    // (right after the journal's fdatasync, here), and the attempt's start need not wait.
+    this.folder = store.ensureDir(dirname(path));
+    this.folder.then(
+      () => this.openFile(),
+      (e: unknown) => this.fail(e),
+    );
   }
 
   /**
-   * Synchronous: creating a small file costs less than a thread-pool round trip, and the
-   * attempt's first line can be written at once. A new attempt's file does not exist yet,
-   * so it is created exclusively (size 0, no `fstat`); an existing one (the attempt's log
-   * reopened after a runner restart) is appended to from its current size.
+   * A raw fd and callbacks: cheaper than FileHandle promises on this path, and closed only
+   * by us. A new attempt's file does not exist yet, so it is created exclusively (size 0,
+   * no `fstat`); an existing one (the attempt's log reopened after a runner restart) is
+   * appended to from its current size.
    */
   private openFile(): void {
-    try {
-      this.fd = fs.openSync(this.path, "wx", PRIVATE_FILE_MODE);
-      this.position = 0;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      this.fd = fs.openSync(this.path, "a", PRIVATE_FILE_MODE);
-      this.position = fs.fstatSync(this.fd).size;
-    }
+    const opened = (fd: number, size: number): void => {
+      this.fd = fd;
+      this.position = size;
+      this.writing = false;
+      if (this.closing) this.flush();
+      else this.schedule();
+    };
+    fs.open(this.path, "wx", PRIVATE_FILE_MODE, (err, fd) => {
+      if (!err) return opened(fd, 0);
+      if (err.code !== "EEXIST") return this.fail(err);
+      fs.open(this.path, "a", PRIVATE_FILE_MODE, (appendErr, appendFd) => {
+        if (appendErr) return this.fail(appendErr);
+        fs.fstat(appendFd, (statErr, stat) => {
+          if (statErr) {
+            fs.close(appendFd, () => {});
+            return this.fail(statErr);
+          }
+          opened(appendFd, stat.size);
+        });
+      });
+    });
   }
 
   /**

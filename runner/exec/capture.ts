@@ -18,25 +18,38 @@ import { closeSync, openSync, readSync, readFileSync, statSync } from "node:fs";
 import type { AttemptLog } from "../logs";
 
 const CHUNK = 256 * 1024;
+/**
+ * One read buffer for every tail: reads are synchronous and the log copies what it keeps,
+ * so nothing holds the buffer across a read. (A buffer per attempt cost two 256 KiB
+ * allocations — mmap, page faults, munmap — per shell task.)
+ */
+const readBuf = Buffer.allocUnsafe(CHUNK);
 
 export class CaptureTail {
-  private readonly fd: number;
+  /** Opened on the first read that finds the file (the spawn helper creates it). */
+  private fd: number | undefined;
   private pos: number;
   private pumping: Promise<void> | undefined;
   private again = false;
   private closed = false;
-  private readonly buf = Buffer.allocUnsafe(CHUNK);
 
   constructor(
-    path: string,
+    private readonly path: string,
     private readonly stream: "stdout" | "stderr",
     private readonly log: AttemptLog,
     start = 0,
   ) {
-    // Created here when missing ("a+": the task's own descriptor appends, this one reads),
-    // so that a read never races the file's creation by the process that writes it.
-    this.fd = openSync(path, "a+", 0o600);
     this.pos = start;
+  }
+
+  private open(): boolean {
+    if (this.fd !== undefined) return true;
+    try {
+      this.fd = openSync(this.path, "r");
+      return true;
+    } catch {
+      return false; // not made yet: nothing to read
+    }
   }
 
   /** Reads what is new up to the end of the file; concurrent calls share one loop that runs once more. */
@@ -49,17 +62,17 @@ export class CaptureTail {
       do {
         this.again = false;
         for (;;) {
-          if (this.closed) return;
+          if (this.closed || !this.open()) return;
           let n: number;
           try {
-            n = readSync(this.fd, this.buf, 0, CHUNK, this.pos);
+            n = readSync(this.fd!, readBuf, 0, CHUNK, this.pos);
           } catch {
             n = 0;
           }
           if (n === 0) break;
           this.pos += n;
           // The log copies what it keeps, so the buffer can be reused.
-          if (!this.log.chunk(this.stream, this.buf.subarray(0, n))) await this.log.drained();
+          if (!this.log.chunk(this.stream, readBuf.subarray(0, n))) await this.log.drained();
         }
       } while (this.again);
     })().finally(() => (this.pumping = undefined));
@@ -69,7 +82,7 @@ export class CaptureTail {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeSync(this.fd);
+    if (this.fd !== undefined) closeSync(this.fd);
   }
 }
 
@@ -114,16 +127,23 @@ export function loggedLines(logPath: string): { stdout: number; stderr: number }
   return counts;
 }
 
-/** How the attempt ended per its exit file: an exit code, a signal, or undefined (no file: not known). */
-export function readExitFile(path: string): { exitCode: number } | { signal: string } | undefined {
+/**
+ * How the attempt ended per its exit file (`<status> <marker>`, or `<status>` from older
+ * runners): an exit code, a signal, or undefined (no file, or one of another attempt:
+ * not known).
+ */
+export function readExitFile(path: string, marker?: string): { exitCode: number } | { signal: string } | undefined {
   let text: string;
   try {
     text = readFileSync(path, "utf8").trim();
   } catch {
     return undefined;
   }
-  if (/^\d+$/.test(text)) return { exitCode: Number(text) };
-  if (/^[A-Z]+$/.test(text)) return { signal: `SIG${text}` };
+  const sp = text.indexOf(" ");
+  const status = sp === -1 ? text : text.slice(0, sp);
+  if (sp !== -1 && marker !== undefined && text.slice(sp + 1) !== marker) return undefined;
+  if (/^\d+$/.test(status)) return { exitCode: Number(status) };
+  if (/^[A-Z]+$/.test(status)) return { signal: `SIG${status}` };
   return undefined;
 }
 

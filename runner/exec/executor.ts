@@ -170,6 +170,11 @@ export class Executor {
     return true;
   }
 
+  /** Adoption after a restart is over (the daemon adopted what it could): each kind may clean up. */
+  recovered(): void {
+    for (const name of Object.keys(this.factories)) this.kind(name)?.recovered?.();
+  }
+
   kill(effect: KillEffect): void {
     const attempt = this.attempts.get(attemptMarker(effect));
     if (attempt) this.stop(attempt, effect.reason);

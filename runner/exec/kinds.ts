@@ -59,6 +59,8 @@ export interface ExecutorKind {
    * attempt already ended, `ctx.ended` is called with what is known of it.
    */
   adopt?(ctx: AttemptContext, handle: AttemptHandle): AttemptControl | undefined;
+  /** The restarted runner adopted what it could: what no attempt owns may go. */
+  recovered?(): void;
   /** Gets ready for attempts soon to come (a spare worker). */
   prewarm?(): void;
   /** Every attempt has ended; release what the kind holds (helpers, workers). */

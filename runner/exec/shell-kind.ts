@@ -7,10 +7,12 @@
  * from it: reads on from where the log ends, learns its end by polling and from the exit
  * file, and can kill it as any attempt.
  */
-import { existsSync, unlink } from "node:fs";
-import type { AttemptExit } from "../../protocol/runner";
+import { existsSync, readFileSync, unlink } from "node:fs";
+import { join } from "node:path";
+import type { AttemptExit, AttemptHandle } from "../../protocol/runner";
 import { formatDuration } from "../../common/durations";
 import type { AttemptLog } from "../logs";
+import { CapturePool } from "./capture-pool";
 import { CaptureTail, fileSize, loggedLines, offsetAfterLines, readExitFile } from "./capture";
 import type { AttemptContext, AttemptControl, ExecutorKind, KindEnvironment, KindFactory } from "./kinds";
 import { findMarkedProcesses, findMarkedSince, killProcessGroup, processGroupAlive } from "./process-tree";
@@ -39,20 +41,26 @@ interface Capture {
 class ShellKind implements ExecutorKind {
   readonly name = "shell";
   private spawner: Spawner | undefined;
+  private readonly pool: CapturePool;
+  /** Attempts started and not yet drained: sizes the spare stock. */
+  private running = 0;
 
   constructor(
     private readonly env: KindEnvironment,
     private readonly helperPath: string,
-  ) {}
+  ) {
+    this.pool = new CapturePool(join(env.stateDir, "capture"));
+  }
 
   start(ctx: AttemptContext): AttemptControl {
     const { effect } = ctx;
-    if (effect.command === undefined) {
+    const command = effect.command;
+    if (command === undefined) {
       queueMicrotask(() => ctx.ended({ error: `could not start: shell task ${effect.task} has no command` }));
       return { kill: () => {} };
     }
-    // Beside the attempt's log, whose folder exists: the executor opened the log first.
-    const paths = capturePaths(ctx.logPath);
+    // Spare files made ahead (./capture-pool.ts says why): nothing is created on the way.
+    const { name, paths } = this.pool.take(this.running);
     const capture = this.capture(ctx.log, paths, 0, 0);
     let pid: number | undefined;
     let killing: (() => void) | undefined;
@@ -62,11 +70,12 @@ class ShellKind implements ExecutorKind {
       killing = () => void killProcessGroup(pid!, this.env.killGraceMs, onEscalate, ctx.marker);
       if (pid !== undefined) killing();
     };
-    this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv);
-    this.spawner.spawn(
+    this.running++;
+    const spawner = (this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv));
+    spawner.spawn(
       {
         file: "bash",
-        args: shellArgs(effect.command),
+        args: shellArgs(command),
         cwd: this.env.root,
         env: { ...attemptEnv(effect), TIDEFLOW_EXIT_FILE: paths.exit },
         stdout: paths.stdout,
@@ -75,7 +84,7 @@ class ShellKind implements ExecutorKind {
       {
         spawned: (p) => {
           pid = p;
-          ctx.spawned({ executor: this.name, pid: p }, `bash -c ${effect.command}`);
+          ctx.spawned({ executor: this.name, pid: p, ref: name }, `bash -c ${command}`);
           killing?.(); // a kill that came before the process existed
         },
         failed: (error) => ctx.ended({ error: `could not start bash: ${error}` }),
@@ -83,12 +92,21 @@ class ShellKind implements ExecutorKind {
         lost: () => this.watch(ctx, pid!, paths, LOST_UNKNOWN_EXIT),
       },
     );
-    return { kill, drain: capture.drain, cleanup: () => removeCapture(paths) };
+    return {
+      kill,
+      drain: () => {
+        this.running--;
+        return capture.drain();
+      },
+      cleanup: () => this.pool.release(name),
+    };
   }
 
-  adopt(ctx: AttemptContext, handle: { pid: number }): AttemptControl | undefined {
-    const paths = capturePaths(ctx.logPath);
-    if (!existsSync(paths.stdout) || !existsSync(paths.stderr)) return undefined;
+  adopt(ctx: AttemptContext, handle: AttemptHandle): AttemptControl | undefined {
+    const found = this.captureOf(ctx, handle);
+    if (!found) return undefined;
+    const { paths, name } = found;
+    if (name !== undefined) this.pool.claim(name);
     const { pid } = handle;
     const logged = loggedLines(ctx.logPath);
     const outAt = offsetAfterLines(paths.stdout, logged.stdout);
@@ -106,11 +124,36 @@ class ShellKind implements ExecutorKind {
     return {
       kill: (onEscalate) => void killProcessGroup(pid, this.env.killGraceMs, onEscalate, ctx.marker),
       drain: capture.drain,
-      cleanup: () => removeCapture(paths),
+      cleanup: () => (name !== undefined ? this.pool.release(name) : removeCapture(paths)),
     };
   }
 
+  /** Adoption is over: capture files no attempt owns go. */
+  recovered(): void {
+    this.pool.sweep();
+  }
+
+  /**
+   * The capture files of an attempt to adopt: the spare its handle names; for a handle
+   * that never reached the journal, the spare named in its live process's environment, or
+   * the one whose exit file names the attempt; for an attempt of an older runner, the
+   * files beside its log. Undefined: none exist, it cannot be adopted.
+   */
+  private captureOf(ctx: AttemptContext, handle: AttemptHandle): { paths: CapturePaths; name?: string } | undefined {
+    const exists = (p: CapturePaths) => existsSync(p.stdout) && existsSync(p.stderr);
+    let name = handle.ref;
+    if (name === undefined && handle.pid > 0) name = spareInEnvironment(handle.pid, this.pool.dir);
+    name ??= this.pool.findByExitMarker(ctx.marker);
+    if (name !== undefined) {
+      const paths = this.pool.pathsOf(name);
+      return exists(paths) ? { paths, name } : undefined;
+    }
+    const legacy = capturePaths(ctx.logPath);
+    return exists(legacy) ? { paths: legacy } : undefined;
+  }
+
   close(): Promise<void> {
+    this.pool.close();
     return this.spawner?.close() ?? Promise.resolve();
   }
 
@@ -139,7 +182,7 @@ class ShellKind implements ExecutorKind {
 
   /** Polls an attempt this runner is not the parent of until it is gone; its end is what the exit file says. */
   private watch(ctx: AttemptContext, pid: number, paths: CapturePaths, unknown: string): void {
-    const done = (): void => ctx.ended(readExitFile(paths.exit) ?? { error: unknown, interrupted: true });
+    const done = (): void => ctx.ended(readExitFile(paths.exit, ctx.marker) ?? { error: unknown, interrupted: true });
     const poll = (): void => {
       if (alive(pid, ctx.marker)) setTimeout(poll, WATCH_POLL_MS);
       else done();
@@ -170,6 +213,19 @@ class ShellKind implements ExecutorKind {
       },
     };
   }
+}
+
+/** The spare named by `TIDEFLOW_EXIT_FILE` in the environment process `pid` was started with, if it is one of `dir`'s. */
+function spareInEnvironment(pid: number, dir: string): string | undefined {
+  let environ: string;
+  try {
+    environ = readFileSync(`/proc/${pid}/environ`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const entry = environ.split("\0").find((e) => e.startsWith("TIDEFLOW_EXIT_FILE="));
+  const path = entry?.slice("TIDEFLOW_EXIT_FILE=".length);
+  return path?.startsWith(`${dir}/`) && path.endsWith(".exit") ? path.slice(dir.length + 1, -".exit".length) : undefined;
 }
 
 /** Alive while its process group has a live member, or a process carries its marker. */

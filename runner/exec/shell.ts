@@ -39,16 +39,17 @@ export function attemptEnv(effect: StartEffect): Record<string, string> {
 }
 
 /**
- * What bash runs before the task's command: how it ends goes to `$TIDEFLOW_EXIT_FILE`
- * (the exit status, or the name of the signal that ended it), so that a runner that
- * adopts the attempt after a crash — it is not the process's parent, so it cannot wait
- * for it — learns how it ended. Same process, no wrapper: it costs no spawn. A command
- * that sets its own EXIT trap or `exec`s replaces this; such an attempt, if it ends while
- * no runner watches, has no known exit and runs again as a failover attempt.
+ * What bash runs before the task's command: how it ends goes to `$TIDEFLOW_EXIT_FILE` as
+ * `<status> <attempt marker>` (the exit status, or the name of the signal that ended
+ * it), so that a runner that adopts the attempt after a crash — it is not the process's
+ * parent, so it cannot wait for it — learns how it ended, and which attempt the file was
+ * for. Same process, no wrapper: it costs no spawn. A command that sets its own EXIT trap
+ * or `exec`s replaces this; such an attempt, if it ends while no runner watches, has no
+ * known exit and runs again as a failover attempt.
  */
 const EXIT_RECORDER =
-  String.raw`for s in TERM INT HUP; do trap "printf %s $s > \"\$TIDEFLOW_EXIT_FILE\"; trap - $s EXIT; kill -$s \$\$" $s; done; ` +
-  String.raw`trap 'printf %s $? > "$TIDEFLOW_EXIT_FILE"' EXIT` +
+  String.raw`for s in TERM INT HUP; do trap "printf '%s %s' $s "\$TIDEFLOW_ATTEMPT_ID" > "\$TIDEFLOW_EXIT_FILE"; trap - $s EXIT; kill -$s \$\$" $s; done; ` +
+  String.raw`trap 'printf "%s %s" $? "$TIDEFLOW_ATTEMPT_ID" > "$TIDEFLOW_EXIT_FILE"' EXIT` +
   "\n";
 
 export interface CapturePaths {
@@ -57,7 +58,7 @@ export interface CapturePaths {
   exit: string;
 }
 
-/** The files an attempt's output and end are captured in, beside its log (`<task>.<n>.log`). */
+/** Where runners before capture pools (0.1.0) captured an attempt: beside its log (`<task>.<n>.log`). */
 export function capturePaths(logPath: string): CapturePaths {
   const base = logPath.replace(/\.log$/, "");
   return { stdout: `${base}.out`, stderr: `${base}.err`, exit: `${base}.exit` };

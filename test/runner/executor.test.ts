@@ -652,6 +652,41 @@ describe("executor kinds", () => {
   });
 });
 
+describe("capture files", () => {
+  test("a shell attempt writes to spare capture files made ahead, named in its handle, deleted once its log is complete", async () => {
+    const handles: AttemptHandle[] = [];
+    const own = new Harness(root);
+    const spy = own.executor as unknown as { opts: ExecutorOptions };
+    const onSpawn = spy.opts.onSpawn;
+    spy.opts.onSpawn = (e, h) => {
+      handles.push(h);
+      onSpawn(e, h);
+    };
+    const dir = join(root, ".tideflow", "capture");
+    const first = await own.start(effect({ command: "echo one; echo two >&2" }));
+    assert.ok(first.entries.includes("stdout INFO one") && first.entries.includes("stderr WARN two"), first.entries.join("\n"));
+    await new Promise((r) => setTimeout(r, 100)); // spares are made in the background
+    const spares = readdirSync(dir).filter((f) => f.endsWith(".out")).map((f) => f.slice(0, -4));
+    assert.ok(spares.length >= 1, "spares were made ahead");
+    const second = await own.start(effect({ command: "echo three" }));
+    assert.ok(second.entries.includes("stdout INFO three"));
+    const [h1, h2] = handles;
+    assert.equal(h1.executor, "shell");
+    assert.ok(h1.ref && h2.ref && h1.ref !== h2.ref);
+    assert.ok(spares.includes(h2.ref!), `the second attempt took a spare (${h2.ref} of ${spares.join(", ")})`);
+    await new Promise((r) => setTimeout(r, 100));
+    for (const h of [h1, h2]) for (const ext of ["out", "err", "exit"]) assert.equal(existsSync(join(dir, `${h.ref}.${ext}`)), false, `${h.ref}.${ext} deleted`);
+    // Files no attempt owns (a dead runner's spares) go once adoption is over; this executor's spares stay.
+    const mine = readdirSync(dir);
+    await writeFile(join(dir, "dead-1.out"), "");
+    await writeFile(join(dir, "dead-1.exit"), "0 someone/else/1");
+    own.executor.recovered();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(readdirSync(dir).sort(), mine.sort());
+    await own.close();
+  });
+});
+
 /** Spawn helpers (dist/spawner.js) whose parent is this process. */
 function findMarkedHelpers(): number[] {
   const out: number[] = [];
