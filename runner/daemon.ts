@@ -495,6 +495,7 @@ export class Runner {
 
   async createRun(p: CreateRunParams): Promise<Run> {
     const { real, shown, workflow, spec } = await this.prepare(p);
+    this.executor.prewarm(workflow.tasks.map((t) => t.kind));
     // The run's code is frozen at creation: TS tasks run from this bundle, whatever
     // happens to the file later (reruns included).
     let pending: string | undefined;

@@ -48,6 +48,11 @@ export class CapturePool {
     return { name, paths: this.pathsOf(name) };
   }
 
+  /** Makes the first spares now. */
+  prepare(): void {
+    this.refill();
+  }
+
   /** Marks files found by adoption as an attempt's. */
   claim(name: string): void {
     this.inUse.add(name);

@@ -14,7 +14,7 @@
  * less than the thread-pool round trip of an asynchronous read, and the last read of a
  * short attempt is on the path to its downstream's start.
  */
-import { closeSync, openSync, readSync, readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, read, readSync, readFileSync, statSync } from "node:fs";
 import type { AttemptLog } from "../logs";
 
 const CHUNK = 256 * 1024;
@@ -25,6 +25,10 @@ const CHUNK = 256 * 1024;
  */
 const readBuf = Buffer.allocUnsafe(CHUNK);
 
+function readAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
 export class CaptureTail {
   /** Opened on the first read that finds the file (the spawn helper creates it). */
   private fd: number | undefined;
@@ -32,6 +36,8 @@ export class CaptureTail {
   private pumping: Promise<void> | undefined;
   private again = false;
   private closed = false;
+  /** For asynchronous reads of a tail with a lot to read (the shared buffer serves synchronous ones only). */
+  private ownBuf: Buffer | undefined;
 
   constructor(
     private readonly path: string,
@@ -61,18 +67,23 @@ export class CaptureTail {
     this.pumping = (async () => {
       do {
         this.again = false;
+        // The first read is synchronous (most reads find a few lines, or nothing); after a
+        // full chunk there is a lot to read, and reads go to the thread pool so that the
+        // log's writes and its delivery to clients proceed between them.
+        let buf: Buffer = readBuf;
         for (;;) {
           if (this.closed || !this.open()) return;
           let n: number;
           try {
-            n = readSync(this.fd!, readBuf, 0, CHUNK, this.pos);
+            n = buf === readBuf ? readSync(this.fd!, buf, 0, CHUNK, this.pos) : await readAsync(this.fd!, buf, this.pos);
           } catch {
             n = 0;
           }
-          if (n === 0) break;
+          if (n === 0 || this.closed) break;
           this.pos += n;
           // The log copies what it keeps, so the buffer can be reused.
-          if (!this.log.chunk(this.stream, readBuf.subarray(0, n))) await this.log.drained();
+          if (!this.log.chunk(this.stream, buf.subarray(0, n))) await this.log.drained();
+          if (n === CHUNK) buf = this.ownBuf ??= Buffer.allocUnsafe(CHUNK);
         }
       } while (this.again);
     })().finally(() => (this.pumping = undefined));

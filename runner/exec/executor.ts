@@ -52,7 +52,7 @@ export interface ExecutorOptions {
 const DEFAULT_KILL_GRACE_MS = 5000;
 
 /** The default route: a task's kind names its executor kind. */
-export function defaultRoute(effect: StartEffect): string {
+export function defaultRoute(effect: Pick<StartEffect, "kind">): string {
   return effect.kind === "shell" ? "shell" : "ts";
 }
 
@@ -118,9 +118,18 @@ export class Executor {
     return this.attempts.size;
   }
 
-  /** Gets the kind of these starts ready (a spare TS worker when a run with TS tasks is created). */
-  prewarm(kind = "ts"): void {
-    if (!this.closing) this.kind(kind)?.prewarm?.();
+  /** A run with tasks of these kinds is being created: their executor kinds get ready (a spare TS worker, the spawn helper). */
+  prewarm(taskKinds: Iterable<StartEffect["kind"]>): void {
+    if (this.closing) return;
+    const names = new Set<string>();
+    for (const kind of taskKinds) {
+      try {
+        names.add(this.route({ kind } as StartEffect));
+      } catch {
+        // a route that needs more of a start than its task's kind: nothing to warm
+      }
+    }
+    for (const name of names) this.kind(name)?.prewarm?.();
   }
 
   start(effect: StartEffect): void {

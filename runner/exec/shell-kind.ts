@@ -128,6 +128,12 @@ class ShellKind implements ExecutorKind {
     };
   }
 
+  /** A run with shell tasks is being created: the spawn helper and the first spares are made now. */
+  prewarm(): void {
+    (this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv)).warm();
+    this.pool.prepare();
+  }
+
   /** Adoption is over: capture files no attempt owns go. */
   recovered(): void {
     this.pool.sweep();

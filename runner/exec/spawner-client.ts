@@ -41,6 +41,11 @@ export class Spawner {
     this.send(child, { t: "spawn", id, ...options });
   }
 
+  /** Starts the helper now (it takes a Node start, ~0.1 s), so that the first spawn does not wait for it. */
+  warm(): void {
+    if (!this.closed) this.helper();
+  }
+
   /** Lets the helper exit (its children keep running); resolves when it has. */
   close(): Promise<void> {
     this.closed = true;

@@ -655,14 +655,16 @@ describe("executor kinds", () => {
 describe("capture files", () => {
   test("a shell attempt writes to spare capture files made ahead, named in its handle, deleted once its log is complete", async () => {
     const handles: AttemptHandle[] = [];
-    const own = new Harness(root);
+    // A state folder of its own: `recovered` below sweeps what this executor does not own.
+    const stateDir = join(root, ".tideflow-capture-test");
+    const own = new Harness(root, {}, stateDir);
     const spy = own.executor as unknown as { opts: ExecutorOptions };
     const onSpawn = spy.opts.onSpawn;
     spy.opts.onSpawn = (e, h) => {
       handles.push(h);
       onSpawn(e, h);
     };
-    const dir = join(root, ".tideflow", "capture");
+    const dir = join(stateDir, "capture");
     const first = await own.start(effect({ command: "echo one; echo two >&2" }));
     assert.ok(first.entries.includes("stdout INFO one") && first.entries.includes("stderr WARN two"), first.entries.join("\n"));
     await new Promise((r) => setTimeout(r, 100)); // spares are made in the background
