@@ -184,10 +184,12 @@ export class Runner {
         const record = this.engine.recordProcess(effect, effect.attempt, handle, Date.now());
         if (record) this.commitLater(record);
       },
+      // The promise: the end is journaled; until then the attempt's capture files stay, so
+      // that a runner that dies in between is followed by one that reads the end from them.
       onExit: (effect, exit) => {
         const r = this.engine.onAttemptExit(effect.instanceId, effect.task, effect.attempt, exit, Date.now());
-        if (r.ok) this.commit(r);
-        else this.log(`attempt exit not applied: ${r.reason}`);
+        if (r.ok) return this.commit(r);
+        this.log(`attempt exit not applied: ${r.reason}`);
       },
     });
 

@@ -45,8 +45,12 @@ export interface ExecutorOptions {
   route?: (effect: StartEffect) => string;
   /** The attempt's process exists: where (its kind's handle). The daemon journals it. */
   onSpawn(effect: StartEffect, handle: AttemptHandle): void;
-  /** Exactly once per `start`, after the attempt's log is closed. */
-  onExit(effect: StartEffect, exit: AttemptExit): void;
+  /**
+   * Exactly once per `start`, after the attempt's log is closed. A promise returned says
+   * when the end is durable (journaled): the attempt's temporary files (capture files, from
+   * which a restarted runner would learn the end) are kept until then.
+   */
+  onExit(effect: StartEffect, exit: AttemptExit): void | Promise<void>;
 }
 
 const DEFAULT_KILL_GRACE_MS = 5000;
@@ -281,12 +285,15 @@ export class Executor {
     attempt.log.endOutput();
     attempt.log.write("system", level, line);
     void attempt.log.close().then(() => {
-      attempt.control?.cleanup?.();
       this.attempts.delete(attemptMarker(attempt.effect));
+      let durable: void | Promise<void> = undefined;
       try {
-        this.opts.onExit(attempt.effect, exit);
+        durable = this.opts.onExit(attempt.effect, exit);
       } finally {
         attempt.settle();
+        const cleanup = (): void => attempt.control?.cleanup?.();
+        if (durable instanceof Promise) durable.then(cleanup, cleanup);
+        else cleanup();
       }
     });
   }

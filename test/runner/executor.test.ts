@@ -689,6 +689,38 @@ describe("capture files", () => {
   });
 });
 
+test("an attempt's capture files stay until its end is durable (onExit's promise), so a runner dying in between loses nothing", async () => {
+  const stateDir = join(root, ".tideflow-durable-test");
+  let release!: () => void;
+  const journaled = new Promise<void>((r) => (release = r));
+  let handle: AttemptHandle | undefined;
+  let ended!: () => void;
+  const seen = new Promise<void>((r) => (ended = r));
+  const logs = new LogStore(stateDir);
+  const executor = new Executor({
+    root,
+    stateDir,
+    logs,
+    workerPath: WORKER,
+    killGraceMs: GRACE_MS,
+    onSpawn: (_e, h) => (handle = h),
+    onExit: () => {
+      ended();
+      return journaled;
+    },
+  });
+  executor.start(effect({ command: "echo kept; exit 5" }));
+  await seen;
+  const exitFile = join(stateDir, "capture", `${handle!.ref}.exit`);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(existsSync(exitFile), true, "kept while the end is not journaled");
+  assert.match(readFileSync(exitFile, "utf8"), /^5 /);
+  release();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(existsSync(exitFile), false, "deleted once it is");
+  await executor.close();
+});
+
 /** Spawn helpers (dist/spawner.js) whose parent is this process. */
 function findMarkedHelpers(): number[] {
   const out: number[] = [];
