@@ -1167,7 +1167,7 @@ describe("batch operations", () => {
     const runner = Object.create(Runner.prototype) as Runner;
     Object.assign(runner, { engine, commit: async (decision: Decision) => void committed.push(decision) });
     const answer = await runner.operate({ run: "run-1", op: "set-success", by: "cli" });
-    const queries = new Set(["hasRun", "listRuns", "getRun", "viewInstance", "findInstances"]);
+    const queries = new Set(["hasRun", "listRuns", "getRun", "viewRun", "viewInstance", "findInstances"]);
     assert.deepEqual(calls.filter((c) => !queries.has(c)), ["operateRun"], "one engine decision");
     assert.equal(committed.length, 1, "one journal batch");
     assert.equal(committed[0].records.filter((r) => r.type === "task.state" && r.cause === "operator").length, N);
