@@ -516,12 +516,8 @@ export class AttemptLog {
       this.writing = false;
       this.inFlight = 0;
       if (err) return this.fail(err);
-      this.position += length;
+      this.wrote(data, length);
       this.backlog = this.pendingLength;
-      // Text is made only for subscribers: logging nobody watches costs no decoding.
-      if (this.store.watched(this.key)) {
-        this.store.deliver(this.key, data.toString("utf8", 0, length), this.position);
-      }
       if (data.length <= BUFFER_KEEP_MAX && !this.closing) {
         if (this.pending.length === 0) this.pending = data;
         else this.spare = data;
@@ -547,10 +543,16 @@ export class AttemptLog {
     } catch (e) {
       return this.fail(e);
     }
-    this.position += length;
+    this.wrote(data, length);
     this.backlog = 0;
-    if (this.store.watched(this.key)) this.store.deliver(this.key, data.toString("utf8", 0, length), this.position);
     this.finishClose();
+  }
+
+  /** `data[0, length)` is in the file: subscribers get it. */
+  private wrote(data: Buffer, length: number): void {
+    this.position += length;
+    // Text is made only for subscribers: logging nobody watches costs no decoding.
+    if (this.store.watched(this.key)) this.store.deliver(this.key, data.toString("utf8", 0, length), this.position);
   }
 
   private writeAll(data: Buffer, from: number, to: number, done: (err: Error | null) => void): void {

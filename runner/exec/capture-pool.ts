@@ -19,6 +19,11 @@ const EXTENSIONS = ["out", "err", "exit"] as const;
 const MIN_SPARES = 4;
 const MAX_SPARES = 128;
 
+/** Deletes an attempt's capture files (in the background; a missing one is fine). */
+export function removeCaptureFiles(paths: CapturePaths): void {
+  for (const f of [paths.stdout, paths.stderr, paths.exit]) unlink(f, () => undefined);
+}
+
 export class CapturePool {
   private readonly spares: string[] = [];
   private making = 0;
@@ -61,7 +66,7 @@ export class CapturePool {
   /** The attempt's log is complete: its files go. */
   release(name: string): void {
     this.inUse.delete(name);
-    for (const ext of EXTENSIONS) unlink(join(this.dir, `${name}.${ext}`), () => undefined);
+    removeCaptureFiles(this.pathsOf(name));
   }
 
   /**

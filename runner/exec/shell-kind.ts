@@ -7,12 +7,12 @@
  * from it: reads on from where the log ends, learns its end by polling and from the exit
  * file, and can kill it as any attempt.
  */
-import { existsSync, readFileSync, unlink } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AttemptExit, AttemptHandle } from "../../protocol/runner";
 import { formatDuration } from "../../common/durations";
 import type { AttemptLog } from "../logs";
-import { CapturePool } from "./capture-pool";
+import { CapturePool, removeCaptureFiles } from "./capture-pool";
 import { CaptureTail, fileSize, loggedLines, offsetAfterLines, readExitFile } from "./capture";
 import type { AttemptContext, AttemptControl, ExecutorKind, KindEnvironment, KindFactory } from "./kinds";
 import { findMarkedProcesses, findMarkedSince, killProcessGroup, processGroupAlive } from "./process-tree";
@@ -71,8 +71,7 @@ class ShellKind implements ExecutorKind {
       if (pid !== undefined) killing();
     };
     this.running++;
-    const spawner = (this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv));
-    spawner.spawn(
+    this.spawnerOf().spawn(
       {
         file: "bash",
         args: shellArgs(command),
@@ -124,14 +123,19 @@ class ShellKind implements ExecutorKind {
     return {
       kill: (onEscalate) => void killProcessGroup(pid, this.env.killGraceMs, onEscalate, ctx.marker),
       drain: capture.drain,
-      cleanup: () => (name !== undefined ? this.pool.release(name) : removeCapture(paths)),
+      cleanup: () => (name !== undefined ? this.pool.release(name) : removeCaptureFiles(paths)),
     };
   }
 
   /** A run with shell tasks is being created: the spawn helper and the first spares are made now. */
   prewarm(): void {
-    (this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv)).warm();
+    this.spawnerOf().warm();
     this.pool.prepare();
+  }
+
+  /** Made on the first shell attempt (or `prewarm`). */
+  private spawnerOf(): Spawner {
+    return (this.spawner ??= new Spawner(this.helperPath, this.env.baseEnv));
   }
 
   /** Adoption is over: capture files no attempt owns go. */
@@ -237,8 +241,4 @@ function spareInEnvironment(pid: number, dir: string): string | undefined {
 /** Alive while its process group has a live member, or a process carries its marker. */
 function alive(pid: number, marker: string): boolean {
   return (pid > 0 && processGroupAlive(pid)) || findMarkedProcesses(marker).length > 0;
-}
-
-function removeCapture(paths: CapturePaths): void {
-  for (const f of [paths.stdout, paths.stderr, paths.exit]) unlink(f, () => undefined);
 }

@@ -37,6 +37,16 @@ async function getRun(id: string): Promise<Run> {
   }
 }
 
+/** `runner start`, then the run `id` as it ended. */
+async function restartUntilEnded(id: string): Promise<Run> {
+  const restart = await ws.cli(["runner", "start"]);
+  assert.equal(restart.code, 0, restart.stderr);
+  return until("the run to end", async () => {
+    const r = await getRun(id);
+    return r.state !== "running" && r;
+  });
+}
+
 async function killRunner(): Promise<void> {
   const info = readRunnerInfo(ws.dir)!;
   process.kill(info.pid, "SIGKILL");
@@ -85,12 +95,7 @@ test("an adopted attempt keeps its number, its real exit status and every line f
   const { writeFileSync } = await import("node:fs");
   writeFileSync(`${ws.dir}/gap-over`, "");
   await new Promise((r) => setTimeout(r, 150));
-  const restart = await ws.cli(["runner", "start"]);
-  assert.equal(restart.code, 0, restart.stderr);
-  const run = await until("the run to end", async () => {
-    const r = await getRun(id);
-    return r.state !== "running" && r;
-  });
+  const run = await restartUntilEnded(id);
   const t = run.instances[0].tasks[0];
   assert.equal(t.state, "failed", "exit 3 is a failure, recorded as the task's own");
   assert.equal(t.attempts.length, 1);
@@ -122,12 +127,7 @@ test("an attempt whose pid never reached the journal (the runner died first) is 
   assert.equal(lines.length - kept.length, 1, "one attempt.process record for the run");
   writeFileSync(path, kept.join("\n"));
   writeFileSync(`${ws.dir}/gap-over`, "");
-  const restart = await ws.cli(["runner", "start"]);
-  assert.equal(restart.code, 0, restart.stderr);
-  const run = await until("the run to end", async () => {
-    const r = await getRun(id);
-    return r.state !== "running" && r;
-  });
+  const run = await restartUntilEnded(id);
   const t = run.instances[0].tasks[0];
   assert.equal(t.attempts.length, 1, "adopted, not run again");
   assert.equal(t.attempts[0].exitCode, 3);
