@@ -16,7 +16,9 @@
 import { readFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { analyzeFile } from "./analyzer/analyze";
+import { WorkspaceIndex } from "./analyzer/workspace";
 import { packAnalysis, type AnalyzeRequest, type AnalyzeResponse } from "../protocol/analyzer";
+import { SEVERITY } from "../protocol/model";
 import { isWorkflowFile } from "./workspace-scan";
 
 async function answer(request: AnalyzeRequest): Promise<AnalyzeResponse> {
@@ -36,8 +38,9 @@ async function answer(request: AnalyzeRequest): Promise<AnalyzeResponse> {
     return { id: request.id, kind: "index", analyses, missing };
   }
   // Only the file itself: a run takes one workflow, and its upstreams in other workflows
-  // count as satisfied (SPEC §3), so cross-file diagnostics do not concern it (the engine
-  // refuses a cycle on its own).
+  // count as satisfied (SPEC §3), so cross-file diagnostics do not concern it, but for a
+  // cycle within the file, which refuses every run of it, any selection of its tasks
+  // included, with the editor's message.
   const { id, file } = request;
   if (!isWorkflowFile(file)) return { id, kind: "file", ok: false, why: "not-a-workflow-file", reason: "is not a workflow file (*.flow.ts or *.flow.js)" };
   let text: string;
@@ -46,8 +49,15 @@ async function answer(request: AnalyzeRequest): Promise<AnalyzeResponse> {
   } catch (e) {
     return { id, kind: "file", ok: false, why: "unreadable", reason: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
   }
-  const analysis = analyzeFile(pathToFileURL(file).href, text);
-  return { id, kind: "file", ok: true, workflow: analysis.workflow, errors: analysis.diagnostics.filter((d) => d.severity === 1) };
+  const uri = pathToFileURL(file).href;
+  const analysis = analyzeFile(uri, text);
+  const alone = new WorkspaceIndex();
+  alone.set(analysis);
+  const cycles = alone.diagnostics(uri).filter((d) => d.code === "cycle");
+  const errors = [...analysis.diagnostics, ...cycles]
+    .filter((d) => d.severity === SEVERITY.error)
+    .sort((a, b) => a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character);
+  return { id, kind: "file", ok: true, workflow: analysis.workflow, errors };
 }
 
 let queue = Promise.resolve();
