@@ -54,6 +54,7 @@ export { OPERATION_FROM } from "../../protocol/operations";
 export { RECOVERY_ERROR, RECOVERY_KILLED_ERROR, STOPPED_ERROR } from "./attempts";
 export { DEFAULT_CONCURRENCY, planRun, type RunDraft } from "./plan";
 export { LOST_ATTEMPT_ERROR, LOST_END_ERROR, type SnapshotEntry } from "./restore";
+export { schedulerWork } from "./state";
 export type { BatchScope } from "./operations";
 
 export class Engine {

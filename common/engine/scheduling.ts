@@ -19,7 +19,7 @@
  */
 import type { Decision, HistoryCause, StartEffect, TaskInstance } from "../../protocol/runner";
 import { base, Tx } from "./decision";
-import { type EngineState, type InstanceIndex, isReady, type RunIndex, runStateOf } from "./state";
+import { type EngineState, type InstanceIndex, isReady, type RunIndex, runStateOf, schedulerWork } from "./state";
 
 /** The end of every decision: `schedule`, then the run states and the wake. */
 export function settle(tx: Tx): Decision {
@@ -41,6 +41,7 @@ export function settle(tx: Tx): Decision {
 export function schedule(tx: Tx): void {
   while (tx.dirty.size > 0 || tx.slots.size > 0) {
     for (const idx of tx.dirty) {
+      schedulerWork.steps++;
       tx.dirty.delete(idx);
       tx.touched.add(idx.run);
       if (idx.inst.state === "active") {
@@ -55,6 +56,7 @@ export function schedule(tx: Tx): void {
       }
     }
     for (const run of tx.slots) {
+      schedulerWork.steps++;
       tx.slots.delete(run);
       tx.touched.add(run);
       while (run.active < run.run.parallelism) {
@@ -73,6 +75,7 @@ export function schedule(tx: Tx): void {
 export function tick(s: EngineState, now: number): Decision {
   const tx = new Tx(s, now);
   for (const [ti, timer] of s.timers) {
+    schedulerWork.steps++;
     if (timer.at > now) continue;
     if (ti.state === "running") {
       const idx = timer.idx;
@@ -96,6 +99,7 @@ export function succeed(tx: Tx, idx: InstanceIndex, ti: TaskInstance, cause: His
   const candidates = new Set(idx.run.downstream.get(ti.task));
   for (const t of idx.afterOf.get(ti.task) ?? []) candidates.add(t);
   for (const id of candidates) {
+    schedulerWork.steps++;
     const d = idx.tasks.get(id)!;
     if (d.state === "not_run" && isReady(idx, d)) tx.transition(idx, d, "waiting", "upstream");
   }
@@ -146,6 +150,7 @@ export function startEffect(idx: InstanceIndex, task: string, attempt: number, d
 /** The next queued instance in run order. Drops stale heap entries (left by instances that left `queued`), which changes nothing observable. */
 function peekQueued(run: RunIndex): InstanceIndex | undefined {
   while (run.queue.size > 0) {
+    schedulerWork.steps++;
     const idx = run.instances[run.queue.peek()!];
     if (idx.inst.state === "queued") return idx;
     run.queue.pop();
@@ -156,6 +161,7 @@ function peekQueued(run: RunIndex): InstanceIndex | undefined {
 function activate(tx: Tx, idx: InstanceIndex): void {
   tx.setInstanceState(idx, "active");
   for (const ti of idx.inst.tasks) {
+    schedulerWork.steps++;
     if (ti.state !== "not_run" || !isReady(idx, ti)) continue;
     // Roots start because the instance did; others (re-activated instance) because an upstream succeeded.
     const cause = idx.run.defs.get(ti.task)!.upstream.length > 0 || ti.after ? "upstream" : "scheduler";
@@ -166,7 +172,12 @@ function activate(tx: Tx, idx: InstanceIndex): void {
 
 /** A finished instance has work again when an operation made a task waiting or ready. */
 function hasWork(idx: InstanceIndex): boolean {
-  return idx.waiting.size > 0 || idx.inst.tasks.some((t) => t.state === "not_run" && isReady(idx, t));
+  if (idx.waiting.size > 0) return true;
+  for (const t of idx.inst.tasks) {
+    schedulerWork.steps++;
+    if (t.state === "not_run" && isReady(idx, t)) return true;
+  }
+  return false;
 }
 
 function startReady(tx: Tx, idx: InstanceIndex): void {
@@ -174,6 +185,7 @@ function startReady(tx: Tx, idx: InstanceIndex): void {
   const limit = idx.run.run.concurrency;
   // Deleting the current element while iterating a Set is safe; `startTask` does so via apply.
   for (const ti of idx.waiting) {
+    schedulerWork.steps++;
     if (idx.running >= limit) return;
     if (ti.retryAt !== undefined && ti.retryAt > tx.now) continue;
     startTask(tx, idx, ti);

@@ -53,6 +53,13 @@ export interface InstanceIndex {
   unmet: { get(task: string): number | undefined; set(task: string, value: number): unknown };
 }
 
+/**
+ * Elements the scheduler has looked at (instances, queued positions, tasks, timers), summed
+ * over every engine in the process: tests assert on it that a decision's work does not grow
+ * with the run (test/unit/scale.test.ts, engine.test.ts). Nothing in the product reads it.
+ */
+export const schedulerWork = { steps: 0 };
+
 interface Timer {
   at: number;
   idx: InstanceIndex;
@@ -174,7 +181,10 @@ export class EngineState {
   /** The earliest pending time after `now` (what the last decision's `wake` said). */
   nextWake(now: number): number | undefined {
     let next: number | undefined;
-    for (const { at } of this.timers.values()) if (at > now && (next === undefined || at < next)) next = at;
+    for (const { at } of this.timers.values()) {
+      schedulerWork.steps++;
+      if (at > now && (next === undefined || at < next)) next = at;
+    }
     return next;
   }
 

@@ -10,7 +10,12 @@ import { describe, test } from "node:test";
 import type { DagGraph, DagLayout, DagNode, LaidOutNode, Point } from "../../protocol/dag";
 import { layoutDag } from "../../server/dag/layout";
 import { renderDagSvg, STATE_COLORS } from "../../server/dag/svg";
-import { localDag, randomDag, seededRandom } from "../bench/dag";
+import { localDag, randomDag, tangleDag } from "../bench/dag";
+
+/** The layout's goal for 1,000 nodes is 1 s; 5 s leaves room for a busy machine. */
+const BUDGET_MS = 5_000;
+/** Hang guard, not a speed test: speed is in npm run bench / BENCHMARKS.md. */
+const HANG_GUARD_MS = 10 * BUDGET_MS;
 
 function task(id: string, kind: DagNode["kind"] = "task"): DagNode {
   return { id, label: id, kind };
@@ -270,18 +275,14 @@ describe("layoutDag", () => {
   });
 
   test("stays bounded on a large graph made mostly of cycles", () => {
-    const random = seededRandom(13);
-    const size = 2000;
-    const nodes = Array.from({ length: size }, (_, i) => task(`t${i}`));
-    const edges = Array.from({ length: 3 * size }, () => ({
-      from: nodes[Math.floor(random() * size)].id,
-      to: nodes[Math.floor(random() * size)].id,
-    }));
-    const graph: DagGraph = { workflow: "tangle", nodes, edges };
-    const start = performance.now();
+    const graph = tangleDag(2000);
+    const { edges } = graph;
     const layout = layoutDag(graph);
-    const ms = performance.now() - start;
-    assert.ok(ms < 5000, `took ${Math.round(ms)} ms`);
+    // Each edge slot (dummy) gives an edge at most two points, and each edge has at most 8
+    // others; the slots are capped at 150,000 (MAX_DUMMIES, layout.ts), every later phase
+    // works over them. This graph would need millions (its time is in npm run bench).
+    const points = layout.edges.reduce((sum, edge) => sum + edge.points.length, 0);
+    assert.ok(points <= 2 * 150_000 + 8 * edges.length, `${points} edge points for ${edges.length} edges`);
     assert.equal(layout.edges.length, new Set(edges.map((e) => `${e.from}\n${e.to}`)).size);
     assertNoOverlap(layout);
     const laidOut = byId(layout);
@@ -345,12 +346,12 @@ describe("layoutDag", () => {
     for (const id of ["lone1", "lone2", "lone3"]) assert.equal(byId(layout).get(id)!.layer, 0);
   });
 
-  test("lays out 1,000- and 2,500-node graphs in bounded time", () => {
+  test("lays out 1,000- and 2,500-node graphs", () => {
     for (const graph of [randomDag(1000, 11), localDag(2500, 12)]) {
       const start = performance.now();
       const layout = layoutDag(graph);
       const ms = performance.now() - start;
-      assert.ok(ms < 5000, `${graph.workflow} took ${Math.round(ms)} ms`);
+      assert.ok(ms < HANG_GUARD_MS, `${graph.workflow} took ${Math.round(ms)} ms`);
       assert.equal(layout.nodes.length, graph.nodes.length);
       assertNoOverlap(layout);
       assertForwardEdges(layout);
