@@ -146,10 +146,53 @@ export async function startRun(kind: "test" | "backfill", a: Args): Promise<numb
     const final = await client.request("runs.get", { run: run.id });
     if (json) process.stdout.write(`${JSON.stringify(runDocument(final), null, 2)}\n`);
     else process.stdout.write(`\n${formatRun(final, { brief: true })}`);
-    return allSucceeded(final) ? 0 : 1;
+    if (allSucceeded(final)) return 0;
+    if (!json) process.stderr.write(await whyNot(client, final));
+    return 1;
   } finally {
     client.close();
   }
+}
+
+/** Failed or killed task instances named in a run's end report; the rest are counted. */
+const WHY_NOT_UP_TO = 5;
+
+/**
+ * Why a run that ended did not succeed: each failed or killed task instance (up to
+ * WHY_NOT_UP_TO) with its attempt's outcome, the last line it wrote to stderr, and its log.
+ */
+async function whyNot(client: RunnerClient, run: Run): Promise<string> {
+  const bad = run.instances.flatMap((i) => i.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => ({ i, t })));
+  const multi = run.instances.length > 1;
+  const out: string[] = [];
+  for (const { i, t } of bad.slice(0, WHY_NOT_UP_TO)) {
+    const last = t.attempts[t.attempts.length - 1];
+    const outcome = !last ? "never started" : (last.error ?? (last.signal ? `ended by ${last.signal}` : `exit code ${last.exitCode}`));
+    const when = multi ? ` (${i.bizdate})` : "";
+    out.push(`${t.task}${when} ${t.state}: ${outcome}`);
+    if (!last) continue;
+    try {
+      const log = await client.request("logs.read", { run: run.id, task: t.task, date: i.id, attempt: last.n });
+      const line = lastStderrLine(log.text);
+      if (line !== undefined) out.push(`  ${line}`);
+      out.push(`  log: ${log.path} (\`tideflow logs ${run.id} ${t.task}${multi ? ` --date ${i.cyctime}` : ""}\`)`);
+    } catch {
+      // the log cannot be read: the outcome above is what we know
+    }
+  }
+  if (bad.length > WHY_NOT_UP_TO) out.push(`… and ${bad.length - WHY_NOT_UP_TO} more: \`tideflow show ${run.id}\``);
+  if (bad.length === 0) out.push(`${run.id} ended ${run.state} with task instances that did not run: \`tideflow show ${run.id}\``);
+  return `${out.join("\n")}\n`;
+}
+
+/** The text of a log's last stderr line (`<timestamp> stderr <LEVEL> <text>`), if any. */
+function lastStderrLine(text: string): string | undefined {
+  const lines = text.split("\n");
+  for (let k = lines.length - 1; k >= 0; k--) {
+    const m = /^\S+ stderr \S+ (.*)$/.exec(lines[k]);
+    if (m && m[1].trim() !== "") return m[1];
+  }
+  return undefined;
 }
 
 function allSucceeded(run: Run): boolean {
@@ -160,7 +203,8 @@ export async function runs(a: Args): Promise<number> {
   const state = a.string("state") as RunState | TaskState | undefined;
   const client = await attach(workspaceOf(a.string("workspace")));
   try {
-    let list: RunSummary[] = await client.request("runs.list", {});
+    // Newest first, as the editor lists them: `tideflow runs | head` shows the latest.
+    let list: RunSummary[] = (await client.request("runs.list", {})).sort((x, y) => y.createdAt - x.createdAt || runNumber(y.id) - runNumber(x.id));
     // A run state filters runs; a task state lists runs having task instances in it.
     const total = list.length;
     if (state !== undefined) list = list.filter((r) => r.state === state || (TASK_STATES.includes(state as TaskState) && r.counts[state as TaskState] > 0));
@@ -173,6 +217,11 @@ export async function runs(a: Args): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+/** 7 for `run-7` (run ids count up). */
+function runNumber(id: string): number {
+  return Number(/\d+$/.exec(id)?.[0] ?? 0);
 }
 
 /** Above this many task instances, `show` summarises unless --all. */
