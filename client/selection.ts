@@ -1,5 +1,5 @@
 /** Checks and selections of the run commands (pure: no VS Code API, tested in test/unit/client.test.ts). */
-import { isCalendarDate } from "../common/zone";
+import { calendarDateProblem, isCalendarDate } from "../common/zone";
 import type { WorkflowSummary } from "../protocol/lsp";
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -7,7 +7,7 @@ const DATE = /^\d{4}-\d{2}-\d{2}$/;
 /** Why `text` is not a real calendar date as YYYY-MM-DD, or undefined when it is one. */
 export function dateProblem(text: string): string | undefined {
   if (!DATE.test(text.trim())) return `expected a date as YYYY-MM-DD, got "${text}"`;
-  if (!isCalendarDate(text.trim())) return `${text} is not a date of the calendar`;
+  if (!isCalendarDate(text.trim())) return `${text.trim()} is not a calendar date: ${calendarDateProblem(text.trim())}`;
   return undefined;
 }
 

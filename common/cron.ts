@@ -13,12 +13,75 @@ export function checkCron(expr: string, timezone?: string): string | undefined {
   if (fields.length !== 5 && fields.length !== 6) {
     return `expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), got ${fields.length}`;
   }
+  const wrong = fieldProblem(fields);
+  if (wrong) return wrong;
   try {
     CronExpressionParser.parse(expr, { tz: timezone, strict: false });
     return undefined;
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    // What fieldProblem does not foresee, in cron-parser's words, tidied.
+    return (e instanceof Error ? e.message : String(e)).replace(/^(Constraint|Validation) error, /, "").replace(/\.+$/, "");
   }
+}
+
+interface CronField {
+  name: string;
+  /** Plural, for "minutes go from 0 to 59". */
+  plural: string;
+  min: number;
+  max: number;
+  aliases?: readonly string[];
+  /** Characters cron-parser also takes in this field (L, W, #, ?). */
+  extra: RegExp;
+}
+
+const SECOND: CronField = { name: "second", plural: "seconds", min: 0, max: 59, extra: /$^/ };
+const FIVE_FIELDS: readonly CronField[] = [
+  { name: "minute", plural: "minutes", min: 0, max: 59, extra: /$^/ },
+  { name: "hour", plural: "hours", min: 0, max: 23, extra: /$^/ },
+  { name: "day-of-month", plural: "days of the month", min: 1, max: 31, extra: /[L?]/i },
+  { name: "month", plural: "months", min: 1, max: 12, aliases: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], extra: /$^/ },
+  { name: "day-of-week", plural: "days of the week", min: 0, max: 7, aliases: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"], extra: /[L#?]/i },
+];
+
+/**
+ * The first field value a person would get wrong — out of range, an unknown name, a
+ * range that runs backwards, a step of 0 — said in their words: "the hour field has 25;
+ * hours go from 0 to 23". Undefined when nothing is found (cron-parser then decides).
+ */
+function fieldProblem(fields: string[]): string | undefined {
+  const specs = fields.length === 6 ? [SECOND, ...FIVE_FIELDS] : FIVE_FIELDS;
+  for (let i = 0; i < fields.length; i++) {
+    const spec = specs[i];
+    for (const part of fields[i].split(",")) {
+      if (spec.extra.test(part)) continue; // L, W, #, ?: cron-parser's to judge
+      const [range, step, more] = part.split("/");
+      if (more !== undefined) return `the ${spec.name} field has \`${part}\`: one step (\`/N\`) at most`;
+      if (step !== undefined && !(/^\d+$/.test(step) && Number(step) > 0)) {
+        return `the ${spec.name} field has \`${part}\`: a step (\`/N\`) is a whole number from 1`;
+      }
+      if (range === "*") continue;
+      const ends = range.split("-");
+      if (ends.length > 2 || ends.some((e) => e === "")) return `the ${spec.name} field has \`${part}\`, which is not a value, a range (a-b) or *`;
+      const values: number[] = [];
+      for (const end of ends) {
+        let v: number;
+        if (/^\d+$/.test(end)) v = Number(end);
+        else {
+          const alias = spec.aliases?.indexOf(end.toLowerCase()) ?? -1;
+          if (alias === -1) {
+            const names = spec.aliases ? ` or ${spec.aliases[0].toUpperCase()}-${spec.aliases[spec.aliases.length - 1].toUpperCase()}` : "";
+            return `the ${spec.name} field has \`${end}\`; ${spec.plural} are ${spec.min}-${spec.max}${names}`;
+          }
+          v = alias + (spec.name === "month" ? 1 : 0);
+        }
+        if (v < spec.min || v > spec.max) return `the ${spec.name} field has ${end}; ${spec.plural} go from ${spec.min} to ${spec.max}`;
+        values.push(v);
+      }
+      if (values.length === 2 && values[0] > values[1]) return `the ${spec.name} field has the range ${range}, which runs backwards (write ${ends[1]}-${ends[0]}, or a list)`;
+    }
+  }
+  return undefined;
 }
 
 export function describeCron(expr: string): string {

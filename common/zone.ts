@@ -29,6 +29,21 @@ export function isCalendarDate(text: string): boolean {
   return t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d;
 }
 
+const MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+
+/**
+ * Why `text`, written YYYY-MM-DD, is not a calendar date, in a user's words ("February
+ * 2026 has 28 days"); undefined when it is one, or is not written YYYY-MM-DD at all.
+ */
+export function calendarDateProblem(text: string): string | undefined {
+  const m = DATE.exec(text);
+  if (!m || isCalendarDate(text)) return undefined;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (mo < 1 || mo > 12) return `there is no month ${m[2]} (months are 01 to 12)`;
+  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  return d < 1 ? "days start at 01" : `${MONTH_NAMES[mo - 1]} ${y} has ${days} days`;
+}
+
 export function addDays(isoDate: string, days: number): string {
   return new Date(Date.parse(`${isoDate}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
 }

@@ -11,7 +11,7 @@
 import type { ApiMethod, ApiMethods, TaskOperation } from "../protocol/api";
 import { OPERATIONS } from "../protocol/operations";
 import { TASK_STATES, type RunState } from "../protocol/runner";
-import { isCalendarDate } from "../common/zone";
+import { calendarDateProblem, isCalendarDate } from "../common/zone";
 
 /** How to check one value: undefined when it fits, else what is wrong, completing "<method> …". */
 type Check = (value: unknown, name: string) => string | undefined;
@@ -45,7 +45,11 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER): Check {
 const text = (expected: string) => value(expected, (v) => typeof v === "string" && v !== "");
 const boolean = value("a boolean", (v) => typeof v === "boolean");
 const taskIds = value("an array of task ids", (v) => Array.isArray(v) && v.every((t) => typeof t === "string" && t !== ""));
-const date = value("a calendar date written YYYY-MM-DD", (v) => typeof v === "string" && isCalendarDate(v));
+const date: Check = (v, name) => {
+  const problem = typeof v === "string" ? calendarDateProblem(v) : undefined;
+  if (problem !== undefined) return `got \`${name}\` ${v}, which is not a calendar date: ${problem}`;
+  return value("a calendar date written YYYY-MM-DD", (x) => typeof x === "string" && isCalendarDate(x))(v, name);
+};
 
 const required = (check: Check): Param => ({ check, required: true });
 const optional = (check: Check): Param => ({ check, required: false });

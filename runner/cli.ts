@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RunnerError, RunnerStartError } from "../common/runner-client";
 import { isUsageError } from "../common/cli-usage";
+import { calendarDateProblem } from "../common/zone";
 import type { FileCommands } from "../protocol/cli-files";
 import { commandHelp, didYouMean, parseCommand, shortUsage, type Args, type CommandSpec, type OptionSpec } from "./cli/args";
 import { CommandError, NoRunnerError, STATE_FILTERS, logs, operate, rerunDownstream, runnerCommand, runs, show, startRun } from "./cli-runner";
@@ -23,6 +24,10 @@ function files(): FileCommands {
 }
 
 const DATE: OptionSpec["pattern"] = { test: /^\d{4}-\d{2}-\d{2}$/, expected: "a date as YYYY-MM-DD" };
+const calendarDate = (raw: string) => {
+  const problem = calendarDateProblem(raw);
+  return problem === undefined ? undefined : `is not a calendar date: ${problem}`;
+};
 const json: OptionSpec = { type: "boolean", help: "print one JSON document" };
 /** --date of the commands on an existing run: a bizdate, a cyctime prefix or an instance id. */
 const pickDate: OptionSpec = { type: "string", value: "D", help: "the workflow instance(s): a bizdate, a cyctime prefix (2026-11-20T03) or an instance id" };
@@ -30,10 +35,10 @@ const pickDate: OptionSpec = { type: "string", value: "D", help: "the workflow i
 function runOptions(kind: "test" | "backfill"): Record<string, OptionSpec> {
   return {
     ...(kind === "test"
-      ? { date: { type: "string", value: "YYYY-MM-DD", pattern: DATE, help: "the bizdate (default: yesterday)" } }
+      ? { date: { type: "string", value: "YYYY-MM-DD", pattern: DATE, check: calendarDate, help: "the bizdate (default: yesterday)" } }
       : {
-          from: { type: "string", value: "YYYY-MM-DD", pattern: DATE, help: "the first bizdate" },
-          to: { type: "string", value: "YYYY-MM-DD", pattern: DATE, help: "the last bizdate" },
+          from: { type: "string", value: "YYYY-MM-DD", pattern: DATE, check: calendarDate, help: "the first bizdate" },
+          to: { type: "string", value: "YYYY-MM-DD", pattern: DATE, check: calendarDate, help: "the last bizdate" },
         }),
     task: { type: "string", value: "ID", multiple: true, help: "run only this task (repeat for more)" },
     downstream: { type: "boolean", help: "with --task: also every task downstream of those" },

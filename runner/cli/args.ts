@@ -20,6 +20,8 @@ export interface OptionSpec {
   choices?: readonly string[];
   /** string: the value's shape, with what to say when it does not match. */
   pattern?: { test: RegExp; expected: string };
+  /** string: what is wrong with a value of the right shape, completing "--name value …" (e.g. "is not a calendar date: …"). */
+  check?: (raw: string) => string | undefined;
   help: string;
 }
 
@@ -160,6 +162,8 @@ function checkValue(name: string, o: OptionSpec, raw: string): string | number {
     throw new UsageError(`--${name} expects ${orList(o.choices)}, got "${raw}"${guess ? `; did you mean ${guess}?` : ""}`);
   }
   if (o.pattern && !o.pattern.test.test(raw)) throw new UsageError(`--${name} expects ${o.pattern.expected}, got "${raw}"`);
+  const problem = o.check?.(raw);
+  if (problem !== undefined) throw new UsageError(`--${name} ${raw} ${problem}`);
   return raw;
 }
 
