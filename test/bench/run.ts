@@ -430,6 +430,42 @@ function benchCli(): void {
   const row = { command: "tideflow check examples", p50_ms: ms(percentile(times, 50)), min_ms: ms(Math.min(...times)), runs: times.length, exit: status, output: summary };
   rows.push({ bench: "cli", ...row });
   printTable("CLI wall time (node dist/cli.js check examples; exit 1 is expected: examples/broken)", [row]);
+  benchCliStartup();
+}
+
+/**
+ * The runner commands start about as fast as Node itself: they do not load the analyzer
+ * (test/cli/startup.test.ts asserts that; this measures what it buys). Wall time of real
+ * processes, `node -e 0` and the command interleaved so that a busy machine slows both
+ * alike. No runner runs in the temp folder: `runs` and `show` answer "no runner" (exit 4)
+ * without a socket, so what is measured is the CLI's own start.
+ */
+function benchCliStartup(): void {
+  const dir = mkdtempSync(join(tmpdir(), "tideflow-bench-startup-"));
+  const wallMs = (args: string[]) => {
+    const start = performance.now();
+    spawnSync(process.execPath, args, { cwd: dir, stdio: "ignore" });
+    return performance.now() - start;
+  };
+  const startup: Row[] = [];
+  try {
+    for (const args of [["runs"], ["show", "1"], ["--help"], ["--version"]]) {
+      const node: number[] = [];
+      const cli: number[] = [];
+      for (let i = 0; i < 11; i++) {
+        node.push(wallMs(["-e", "0"]));
+        cli.push(wallMs([join(ROOT, "dist/cli.js"), ...args]));
+      }
+      const [n, c] = [percentile(node, 50), percentile(cli, 50)];
+      startup.push({ command: `tideflow ${args.join(" ")}`, p50_ms: ms(c), node_e_0_p50_ms: ms(n), ratio: Math.round((c / n) * 100) / 100, runs: cli.length });
+      // The goal as first stated: within 1.5× of `node -e 0`, 10 ms of slack for a tiny floor.
+      goal(`tideflow ${args.join(" ")} start less 10 ms, over node -e 0's`, (c - 10) / n, "×", 1.5);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  for (const row of startup) rows.push({ bench: "cli startup", ...row });
+  printTable("CLI startup without the analyzer (median wall time of 11, interleaved with node -e 0)", startup);
 }
 
 async function main(): Promise<void> {

@@ -51,7 +51,10 @@ test("show --date that matches nothing is an error, as kill's is; --date \"\" is
   assert.equal(ok.code, 0, ok.stderr);
 });
 
-test("show of a 3-year hourly backfill summarises in well under a second; --all lists every instance", async () => {
+test("show of a 3-year hourly backfill prints a summary, not every instance; --all lists every instance", async () => {
+  // How fast that summary comes is a figure of `npm run bench -- scale`; what makes it
+  // fast is asserted here: the output is a summary (fetching and printing the whole run
+  // printed 4 MB and took over a second).
   const big = workspace({
     "big.flow.ts": `import { workflow, shell } from "tideflow";
 export const a = shell("a", "sleep 60");
@@ -66,24 +69,19 @@ export default workflow("big", { schedule: "0 * * * *", timezone: "UTC", tasks: 
     const created = await big.cli(["backfill", "big.flow.ts", "--from", "2023-11-01", "--to", "2026-10-31", "--detach"]);
     assert.equal(created.code, 0, created.stderr);
     const run = created.stdout.trim();
-    await until("the first a to run", async () => /running \(1\)/.test((await big.cli(["show", run])).stdout));
+    await until("the first a to run", async () => /running \(1\)/.test((await big.cli(["show", run])).stdout), 60_000);
     const killed = await big.cli(["kill", run, "a", "--date", "2023-11-02T00"]);
     assert.equal(killed.code, 0, killed.stderr);
-    await until("the next a to run", async () => /running \(1\)/.test((await big.cli(["show", run])).stdout));
+    // Whether `kill` answers before or after the instance is marked killed, the next a
+    // runs only after: wait for both, not for "running" alone, which the killed one was.
+    await until("the killed a and the next a to run", async () => {
+      const { stdout } = await big.cli(["show", run]);
+      return /killed \(1\)/.test(stdout) && /running \(1\)/.test(stdout);
+    }, 60_000);
 
-    const times: number[] = [];
-    let out = "";
-    for (let i = 0; i < 5; i++) {
-      const start = Date.now();
-      const r = await big.cli(["show", run]);
-      times.push(Date.now() - start);
-      assert.equal(r.code, 0, r.stderr);
-      out = r.stdout;
-    }
-    const median = times.sort((x, y) => x - y)[2];
-    // The goal is 200 ms (112 ms measured on an idle 2-core machine); the margin is for a
-    // loaded one. Fetching the whole run took over a second and printed 4 MB.
-    assert.ok(median <= 350, `show took ${median} ms (median of 5): ${times.join(", ")}`);
+    const r = await big.cli(["show", run]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = r.stdout;
     assert.ok(out.length < 2_000, `${out.length} characters:\n${out}`);
     assert.match(out, /^ {2}26,304 workflow instances × 5 tasks: 131,518 not_run, 1 running, 1 killed$/m);
     assert.match(out, /^ {2}killed \(1\):\n {5}2023-11-01 {2}00:00 {2}■ a +killed/m);
