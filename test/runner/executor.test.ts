@@ -22,6 +22,7 @@ import { WorkerPool } from "../../runner/exec/pool";
 import { findMarkedProcesses, processGroupAlive } from "../../runner/exec/process-tree";
 import { attemptMarker } from "../../runner/exec/shell";
 import { LogStore } from "../../runner/logs";
+import { until } from "./fixture";
 
 const REPO = resolve(__dirname, "../..");
 const WORKER = join(REPO, "dist/worker.js");
@@ -214,8 +215,7 @@ describe("shell tasks", () => {
     const running = h.start(e);
     const marker = attemptMarker(e);
     // bash, the background sleep, the inner bash and its sleep.
-    const deadline = Date.now() + 5000;
-    while (findMarkedProcesses(marker).length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until("the attempt's 4 processes to start", () => findMarkedProcesses(marker).length >= 4, 30_000);
     assert.equal(findMarkedProcesses(marker).length, 4);
     h.kill(e);
     const o = await running;
@@ -235,6 +235,9 @@ describe("shell tasks", () => {
     h.kill(e, "timeout");
     const o = await running;
     assert.deepEqual(o.exit, { signal: "SIGKILL" });
+    // A lower bound, which a slow machine only makes easier to meet: the executor reads
+    // the same clock after this line to set its SIGKILL time, kill + grace. The 20 ms are
+    // for the coarse clock, not for load.
     assert.ok(Date.now() - killedAt >= GRACE_MS - 20, "SIGKILL before the grace period ended");
     assert.ok(o.entries.includes("stdout INFO got TERM"), o.entries.join("\n"));
     assert.ok(o.entries.some((l) => l.startsWith("system WARN kill requested (timeout)")));
@@ -259,8 +262,7 @@ describe("shell tasks", () => {
         const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
         return stat.includes("(sleep)") && Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) === pid;
       });
-    const deadline = Date.now() + 5000;
-    while (escaped().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until("the setsid sleep to start", () => escaped().length > 0, 30_000);
     assert.equal(escaped().length, 1);
     h.kill(e);
     const o = await running;
@@ -269,14 +271,17 @@ describe("shell tasks", () => {
   });
 
   test("an attempt ends when its process exits; a process that escaped its group (setsid) is ended too", async () => {
-    // The pause lets the background child leave the group before bash exits (otherwise it
-    // is still in the group, a leftover, and ended).
-    const e = effect({ command: "setsid sleep 300 & sleep 0.3; echo bye" });
+    // bash waits until the background child has left its group (its process group, field
+    // 5 of /proc/<pid>/stat, is no longer bash's) before it exits: otherwise the child may
+    // still be in the group, a leftover (the test above), which is a race, not this case.
+    const e = effect({ command: 'setsid sleep 300 & c=$!; while [ "$(cut -d" " -f5 /proc/$c/stat)" = "$(cut -d" " -f5 /proc/$$/stat)" ]; do sleep 0.01; done; echo bye' });
     try {
       const o = await h.start(e);
       assert.deepEqual(o.exit, { exitCode: 0 });
       assert.ok(o.entries.includes("stdout INFO bye"));
-      assert.ok(o.ms < 5000, `took ${o.ms} ms`);
+      // Hang guard, not a speed test: the escaped sleep lives 300 s unless it is ended.
+      const HANG_GUARD_MS = 120_000;
+      assert.ok(o.ms < HANG_GUARD_MS, `took ${o.ms} ms: the attempt waited for the escaped sleep instead of ending it`);
       // Ended on a normal exit too: it carries the attempt's marker.
       assert.equal(findMarkedProcesses(o.marker).length, 0);
       assert.ok(o.entries.some((l) => /left 1 process\(es\) outside its group/.test(l)), o.entries.join("\n"));
@@ -498,9 +503,8 @@ describe("worker pool", () => {
       assert.deepEqual([a.exit, b.exit, c.exit], [{ exitCode: 0 }, { exitCode: 0 }, { exitCode: 0 }]);
       assert.equal(a.pid, b.pid);
       assert.notEqual(c.pid, a.pid);
-      const deadline = Date.now() + 3000;
-      while (pool.size() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      assert.equal(pool.size(), 0, "idle workers still alive");
+      await until("idle workers to shut down", () => pool.size() === 0, 30_000);
+      // Nothing should happen now: a wait that a slow machine can only make pass, never fail.
       await new Promise((r) => setTimeout(r, 400));
       assert.equal(pool.size(), 0, "an idled-out worker was started again");
       assert.equal(processGroupAlive(c.pid!), false);
@@ -522,7 +526,7 @@ describe("worker pool", () => {
 });
 
 describe("runner death", () => {
-  test("a worker whose runner died (kill -9) ends its task's whole process group", { timeout: 30_000 }, async () => {
+  test("a worker whose runner died (kill -9) ends its task's whole process group", { timeout: 120_000 }, async () => {
     const stub = join(root, "runner-stub.ts");
     await writeFile(stub, RUNNER_STUB);
     const e = effect({ runId: "run-ts", instanceId: `run-ts@${process.pid}.orphaned`, workflow: "tsflow", kind: "task", task: "sleeper", command: undefined });
@@ -540,10 +544,7 @@ describe("runner death", () => {
     assert.equal(findMarkedProcesses(marker).length, 1);
     assert.ok(processGroupAlive(workerPid));
     runner.kill("SIGKILL");
-    const deadline = Date.now() + 5000;
-    while ((processGroupAlive(workerPid) || findMarkedProcesses(marker).length > 0) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until("the worker's group and the task's processes to end", () => !processGroupAlive(workerPid) && findMarkedProcesses(marker).length === 0, 60_000).catch(() => undefined);
     assert.deepEqual(findMarkedProcesses(marker), []);
     assert.equal(processGroupAlive(workerPid), false);
   });
@@ -667,23 +668,25 @@ describe("capture files", () => {
     const dir = join(stateDir, "capture");
     const first = await own.start(effect({ command: "echo one; echo two >&2" }));
     assert.ok(first.entries.includes("stdout INFO one") && first.entries.includes("stderr WARN two"), first.entries.join("\n"));
-    await new Promise((r) => setTimeout(r, 100)); // spares are made in the background
-    const spares = readdirSync(dir).filter((f) => f.endsWith(".out")).map((f) => f.slice(0, -4));
-    assert.ok(spares.length >= 1, "spares were made ahead");
+    const spareNames = () => (existsSync(dir) ? readdirSync(dir) : []).filter((f) => f.endsWith(".out")).map((f) => f.slice(0, -4));
+    // Spares are made in the background.
+    const spares = await until("spares made ahead", () => (spareNames().length >= 1 ? spareNames() : undefined), 30_000);
     const second = await own.start(effect({ command: "echo three" }));
     assert.ok(second.entries.includes("stdout INFO three"));
     const [h1, h2] = handles;
     assert.equal(h1.executor, "shell");
     assert.ok(h1.ref && h2.ref && h1.ref !== h2.ref);
     assert.ok(spares.includes(h2.ref!), `the second attempt took a spare (${h2.ref} of ${spares.join(", ")})`);
-    await new Promise((r) => setTimeout(r, 100));
-    for (const h of [h1, h2]) for (const ext of ["out", "err", "exit"]) assert.equal(existsSync(join(dir, `${h.ref}.${ext}`)), false, `${h.ref}.${ext} deleted`);
+    const attemptFiles = [h1, h2].flatMap((h) => ["out", "err", "exit"].map((ext) => join(dir, `${h.ref}.${ext}`)));
+    await until("both attempts' capture files to be deleted", () => attemptFiles.every((f) => !existsSync(f)), 30_000).catch(() => undefined);
+    for (const f of attemptFiles) assert.equal(existsSync(f), false, `${f} deleted`);
     // Files no attempt owns (a dead runner's spares) go once adoption is over; this executor's spares stay.
     const mine = readdirSync(dir);
     await writeFile(join(dir, "dead-1.out"), "");
     await writeFile(join(dir, "dead-1.exit"), "0 someone/else/1");
     own.executor.recovered();
-    await new Promise((r) => setTimeout(r, 100));
+    const same = () => JSON.stringify(readdirSync(dir).sort()) === JSON.stringify([...mine].sort());
+    await until("the dead runner's files to go", same, 30_000).catch(() => undefined);
     assert.deepEqual(readdirSync(dir).sort(), mine.sort());
     await own.close();
   });
@@ -712,11 +715,12 @@ test("an attempt's capture files stay until its end is durable (onExit's promise
   executor.start(effect({ command: "echo kept; exit 5" }));
   await seen;
   const exitFile = join(stateDir, "capture", `${handle!.ref}.exit`);
+  // Nothing should happen now: a wait that a slow machine can only make pass, never fail.
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(existsSync(exitFile), true, "kept while the end is not journaled");
   assert.match(readFileSync(exitFile, "utf8"), /^5 /);
   release();
-  await new Promise((r) => setTimeout(r, 100));
+  await until("the exit file to be deleted once the end is journaled", () => !existsSync(exitFile), 30_000).catch(() => undefined);
   assert.equal(existsSync(exitFile), false, "deleted once it is");
   await executor.close();
 });

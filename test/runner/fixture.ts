@@ -16,7 +16,8 @@ export const RUNNER = join(ROOT, "dist/runner.js");
 export interface Workspace {
   dir: string;
   write(path: string, text: string): string;
-  cli(args: string[], options?: { timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** `env` adds to (or overrides) the process's environment and the short kill grace. */
+  cli(args: string[], options?: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }>;
   client(): Promise<RunnerClient>;
   /** Stops the runner (if any) and deletes the directory. */
   dispose(): Promise<void>;
@@ -35,7 +36,7 @@ export function workspace(files: Record<string, string> = {}): Workspace {
     cli(args, options = {}) {
       return new Promise((resolvePromise) => {
         // --kill-grace is not a CLI flag; a short grace comes from the runner's env instead.
-        const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, TIDEFLOW_KILL_GRACE_MS: "1000" } });
+        const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, TIDEFLOW_KILL_GRACE_MS: "1000", ...options.env } });
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (d) => (stdout += d));

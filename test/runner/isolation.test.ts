@@ -38,16 +38,19 @@ export default workflow("iso", { tasks: [dirty, check] });
 `;
 
 const BLAME_FLOW = `import { workflow, task } from "tideflow";
+import { existsSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export const late = task("late", async () => {
-  void sleep(300, undefined, { ref: false }).then(() => { throw new Error("late rejection from late"); });
+  void sleep(2000, undefined, { ref: false }).then(() => { throw new Error("late rejection from late"); });
   console.log("worker " + process.pid);
 });
+// Runs until the runner has blamed late (a wait on that event, not on a time).
 export const victim = task("victim", { upstream: [late] }, async () => {
   console.log("worker " + process.pid);
-  await new Promise((r) => setTimeout(r, 1200));
-  console.log("victim done");
+  const blamed = () => existsSync(".tideflow/runner.log") && readFileSync(".tideflow/runner.log", "utf8").includes("late rejection from late");
+  for (let i = 0; i < 1200 && !blamed(); i++) await new Promise((r) => setTimeout(r, 50));
+  console.log(blamed() ? "victim done" : "victim gave up waiting for the blame");
 });
 export const after_ = task("after_", { upstream: [victim] }, async () => {
   console.log("worker " + process.pid);
@@ -99,11 +102,13 @@ test("code of an ended attempt that throws later is blamed on that attempt in ru
   const afterLog = await logOf(doc.id, "after_");
   assert.equal(r.code, 0, `${r.stderr}\n--- late\n${lateLog}\n--- victim\n${victimLog}`);
   assert.deepEqual(doc.instances[0].tasks.map((t) => t.state), ["success", "success", "success"]);
-  // The victim ran on late's worker while late's leftover threw, and was not blamed.
-  assert.equal(workerPid(victimLog), workerPid(lateLog));
+  // late's leftover throws 2 s after late set its timer. The victim normally runs on late's warm
+  // worker by then, and is not blamed; on a machine slow enough that the victim had not
+  // started, the idle worker is retired and the victim runs on another one. Either way:
+  // the victim is not blamed, and late's worker runs nothing after the throw.
   assert.match(victimLog, / stdout INFO victim done$/m);
   assert.doesNotMatch(victimLog, /late rejection/);
-  // The worker was retired after the victim: the next task ran elsewhere.
+  // The worker was retired after the throw: the next task ran elsewhere.
   assert.notEqual(workerPid(afterLog), workerPid(lateLog));
   const runnerLog = join(ws.dir, ".tideflow", "runner.log");
   const line = await until("the blame in runner.log", () => existsSync(runnerLog) && readFileSync(runnerLog, "utf8").split("\n").find((l) => l.includes("late rejection from late")));

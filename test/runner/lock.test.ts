@@ -56,11 +56,11 @@ test("a zombie runner counts as dead: the next command starts a new runner at on
   const ws = workspace();
   spaces.push(ws);
   plant(ws, z, String(z));
-  const t0 = Date.now();
+  // A zombie counted as alive would make the new runner exit 3 (lock held) and the
+  // command fail with the lock holder's message: success is what tells them apart.
   const r = await ws.cli(["runner", "start"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^started: runner pid \d+/);
-  assert.ok(Date.now() - t0 < 8000, `took ${Date.now() - t0} ms`);
   assert.match(readFileSync(join(ws.dir, ".tideflow", "runner.log"), "utf8"), new RegExp(`runner.lock of pid ${z} is stale \\(its process is gone\\)`));
 });
 
@@ -72,10 +72,8 @@ test("a stale lock whose pid belongs to another process now is taken over", asyn
   spaces.push(ws);
   // Written by a runner that had this pid before: another start time.
   plant(ws, other.pid!, JSON.stringify({ pid: other.pid, start: "1" }));
-  const t0 = Date.now();
   const r = await ws.cli(["runner", "start"]);
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(Date.now() - t0 < 8000, `took ${Date.now() - t0} ms`);
   assert.ok(processAlive(other.pid!), "the other process is left alone");
   assert.match(readFileSync(join(ws.dir, ".tideflow", "runner.log"), "utf8"), /is stale \(its pid now belongs to another process\)/);
   const lock = JSON.parse(readFileSync(join(ws.dir, ".tideflow", "runner.lock"), "utf8")) as { pid: number; start: string };
@@ -83,17 +81,18 @@ test("a stale lock whose pid belongs to another process now is taken over", asyn
   assert.equal(lock.start, processStartTime(lock.pid));
 });
 
-test("a lock held by a live process that does not answer: a clear message with what to do, no stack trace, no 15 s wait", async () => {
+test("a lock held by a live process that does not answer: a clear message with what to do, no stack trace, not the start timeout", async () => {
   const other = spawn("sleep", ["60"], { stdio: "ignore" });
   children.push(other.pid!);
   await until("sleep to start", () => processStartTime(other.pid!) !== undefined);
   const ws = workspace();
   spaces.push(ws);
   plant(ws, other.pid!, JSON.stringify({ pid: other.pid, start: processStartTime(other.pid!) }));
-  const t0 = Date.now();
   const r = await ws.cli(["runner", "start"]);
   assert.equal(r.code, 1, r.stderr);
-  assert.ok(Date.now() - t0 < 12_000, `took ${Date.now() - t0} ms`);
+  // The lock holder's message comes once the new runner has exited 3 (lock held) and the
+  // holder has not answered for a while; the 15 s start timeout says "did not come up".
+  assert.doesNotMatch(r.stderr, /did not come up/);
   assert.match(r.stderr, new RegExp(`runner.lock is held by pid ${other.pid} \\(sleep 60\\), which does not answer as this workspace's runner; .*delete`));
   assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
 });

@@ -81,13 +81,19 @@ test("processes a task leaves running (setsid from a shell task; a detached or a
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const doc = JSON.parse(r.stdout) as RunDocument;
   assert.deepEqual(doc.instances[0].tasks.map((t) => [t.task, t.state]), [["sh", "success"], ["detached", "success"], ["unrefd", "success"]]);
-  // The run has ended: by then every attempt's processes must be gone (a little slack for
-  // a loaded machine, far below the 301 s they would otherwise live).
+  // The run has ended, and an attempt ends only once its processes are gone: they must be
+  // gone now. The deadline is a hang guard for reaping on a loaded machine, far below the
+  // 301 s they would otherwise live.
   for (const needle of [SHELL_SLEEP, TS_SETSID_SLEEP, TS_CHILD_SLEEP]) {
-    assert.deepEqual(await goneWithin(needle, 3000), [], `sleep ${needle} outlived its attempt`);
+    assert.deepEqual(await goneWithin(needle, 30_000), [], `sleep ${needle} outlived its attempt`);
   }
   const shLog = (await ws.cli(["logs", doc.id, "sh"])).stdout;
-  assert.match(shLog, /system WARN the main process exited but left 1 process\(es\) outside its group .*: ending them/);
+  // Whether bash exits before its child has called setsid is a race, and the runner takes
+  // either path: the child still in the attempt's group, or escaped and found by marker.
+  // Either way the log says the processes were ended.
+  const inGroup = /system WARN the main process exited but left processes in group \d+: ending them/;
+  const escaped = /system WARN the main process exited but left 1 process\(es\) outside its group .*: ending them/;
+  assert.ok(inGroup.test(shLog) !== escaped.test(shLog), `one of the two "ending them" lines, not ${inGroup.test(shLog) ? "both" : "neither"}:\n${shLog}`);
   assert.match(shLog, /system INFO attempt 1 finished: exit code 0/);
   for (const task of ["detached", "unrefd"]) {
     const log = (await ws.cli(["logs", doc.id, task])).stdout;
