@@ -44,8 +44,12 @@ import { EXAMPLES, LspClient, uriOf } from "./harness";
 const SEED = process.env.TIDEFLOW_FUZZ_SEED ? Number(process.env.TIDEFLOW_FUZZ_SEED) >>> 0 : randomInt(2 ** 31);
 const CASES = Number(process.env.TIDEFLOW_FUZZ_CASES ?? 10_000);
 const EDITS_PER_BATCH = 100;
-/** A request slower than this counts as a hang. Analysis is CPU-bound; a loaded CI box is slow. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Hang guard, not a speed test (request latency is measured by `npm run bench`): a request
+ * not answered in this long counts as a hang. The slowest answer seen in a fuzz run on a
+ * busy 2-core machine was ~2 s (a 5,000-line document analyzed first); 30 s is far above it.
+ */
+const REQUEST_TIMEOUT_MS = 30_000;
 /** Documents grow under duplication; past this they are reset so each edit stays cheap. */
 const MAX_DOC_CHARS = 120_000;
 const DEFAULT_MAX_FILE_SIZE = 2 * 1024 * 1024;
