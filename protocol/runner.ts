@@ -456,6 +456,12 @@ export interface AttemptExit {
    * runs again, as a failover attempt, when a runner starts.
    */
   interrupted?: boolean;
+  /**
+   * When the attempt ended, when the executor knows it and it was not just now: an attempt
+   * that ended while no runner watched (adopted after a restart) ended when its exit file
+   * was written, not when the new runner saw it. Default: the time the exit is applied.
+   */
+  endedAt?: number;
 }
 
 /** A task instance addressed by an operation. */

@@ -33,9 +33,11 @@ export function onAttemptExit(s: EngineState, instanceId: string, task: string, 
     : exit.interrupted && a.killRequestedAt === undefined
       ? (exit.error ?? STOPPED_ERROR)
       : exit.error;
+  // An end the executor dates (an adopted attempt's exit file) is kept, within the attempt's life.
+  const endedAt = exit.endedAt !== undefined ? Math.min(now, Math.max(a.startedAt, exit.endedAt)) : now;
   tx.emit({
     type: "attempt.ended",
-    at: now,
+    at: endedAt,
     runId: idx.run.run.id,
     instanceId,
     task,

@@ -140,21 +140,24 @@ export function loggedLines(logPath: string): { stdout: number; stderr: number }
 
 /**
  * How the attempt ended per its exit file (`<status> <marker>`, or `<status>` from older
- * runners): an exit code, a signal, or undefined (no file, or one of another attempt:
- * not known).
+ * runners): an exit code or a signal, and when (the file's modification time: the
+ * attempt's bash writes it as it exits); undefined when there is no file, or it is
+ * another attempt's (not known).
  */
-export function readExitFile(path: string, marker?: string): { exitCode: number } | { signal: string } | undefined {
+export function readExitFile(path: string, marker?: string): (({ exitCode: number } | { signal: string }) & { endedAt: number }) | undefined {
   let text: string;
+  let endedAt: number;
   try {
     text = readFileSync(path, "utf8").trim();
+    endedAt = Math.floor(statSync(path).mtimeMs);
   } catch {
     return undefined;
   }
   const sp = text.indexOf(" ");
   const status = sp === -1 ? text : text.slice(0, sp);
   if (sp !== -1 && marker !== undefined && text.slice(sp + 1) !== marker) return undefined;
-  if (/^\d+$/.test(status)) return { exitCode: Number(status) };
-  if (/^[A-Z]+$/.test(status)) return { signal: `SIG${status}` };
+  if (/^\d+$/.test(status)) return { exitCode: Number(status), endedAt };
+  if (/^[A-Z]+$/.test(status)) return { signal: `SIG${status}`, endedAt };
   return undefined;
 }
 

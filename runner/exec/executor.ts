@@ -281,7 +281,9 @@ export class Executor {
   }
 
   private closeAttempt(attempt: RunningAttempt, exit: AttemptExit): void {
-    const [level, line] = describeExit(attempt.effect.attempt, exit, formatDuration(Date.now() - attempt.startedAt));
+    // Until its real end: an adopted attempt that ended unwatched ended when its exit file says.
+    const took = Math.max(0, Math.min(Date.now(), exit.endedAt ?? Date.now()) - attempt.startedAt);
+    const [level, line] = describeExit(attempt.effect.attempt, exit, formatDuration(took));
     attempt.log.endOutput();
     attempt.log.write("system", level, line);
     void attempt.log.close().then(() => {

@@ -118,6 +118,28 @@ test("an adopted attempt keeps its number, its real exit status and every line f
   assert.equal(log.match(/stdout INFO before/g)?.length, 1, `no line twice:\n${log}`);
 });
 
+test("an attempt that ended while no runner ran is recorded as ending when it did, not when the next runner saw it", async () => {
+  const started = await ws.cli(["test", "chain.flow.ts", "--task", "first", "--detach", "--date", "2026-10-01"]);
+  assert.equal(started.code, 0, started.stderr);
+  const id = started.stdout.trim();
+  const pid = await until("first to run with a pid", async () => (await getRun(id)).instances[0].tasks[0].attempts[0]?.pid);
+  await killRunner();
+  await until("first's process to end with no runner", () => !processAlive(pid));
+  const goneSeen = Date.now();
+  // A gap between the end and the restart (not a wait for anything): the old runner
+  // dated the end at the restart, a gap later.
+  await new Promise((r) => setTimeout(r, 1500));
+  const run = await restartUntilEnded(id);
+  const a = run.instances[0].tasks[0].attempts[0];
+  assert.equal(a.exitCode, 0);
+  assert.ok(a.endedAt !== undefined && a.endedAt <= goneSeen, `ended at ${a.endedAt}, but the process was seen gone at ${goneSeen}`);
+  assert.ok(a.endedAt >= a.startedAt + 400, "it slept 0.4 s");
+  const log = (await ws.cli(["logs", id, "first", "--date", "2026-10-01"])).stdout;
+  const took = /attempt 1 finished: exit code 0 after (\d+)ms/.exec(log);
+  assert.ok(took, log);
+  assert.equal(Number(took[1]), a.endedAt - a.startedAt, "the log and the record say the same duration");
+});
+
 test("an attempt whose pid never reached the journal (the runner died first) is found by its marker and adopted", async () => {
   const { readFileSync, rmSync, writeFileSync } = await import("node:fs");
   rmSync(`${ws.dir}/gap-over`, { force: true });
