@@ -630,7 +630,10 @@ describe("executor kinds", () => {
     assert.equal(helpers.length, 1, "one spawn helper for this executor, a child of this process");
     process.kill(helpers[0], "SIGKILL");
     const o = await running;
-    assert.deepEqual(o.exit, { exitCode: 4 });
+    // Read from the exit file: the status, and when it was written (the attempt's end).
+    const { endedAt, ...status } = o.exit;
+    assert.deepEqual(status, { exitCode: 4 });
+    assert.ok(endedAt !== undefined && endedAt <= Date.now(), `endedAt ${endedAt}`);
     assert.ok(o.entries.includes("stdout INFO before") && o.entries.includes("stdout INFO after"), o.entries.join("\n"));
     // The next shell attempt gets a new helper.
     const next = await own.start(effect({ command: "echo next" }));
