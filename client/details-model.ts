@@ -7,7 +7,7 @@
  * (`2026-11-19 02:30:05 +08:00`); the cyctime is shown as the run recorded it (the
  * workflow's zone, with its offset).
  */
-import { formatDuration } from "../common/durations";
+import { elapsed } from "../common/time-format";
 import type { Attempt, HistoryCause, Run, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
 import { stateAttribute, stateClass, stateWord } from "./state-style";
 import { html, type SafeHtml } from "./webview-html";
@@ -79,8 +79,9 @@ function time(ms: number | undefined): string {
   return ms === undefined ? NONE : formatLocalTime(ms);
 }
 
+/** A measured duration: the one format of the tree, the CLI and the logs (common/time-format.ts). */
 function span(from: number, to: number): string {
-  return formatDuration(Math.max(0, Math.round(to - from)));
+  return elapsed(Math.max(0, Math.round(to - from)));
 }
 
 export function detailsModel(target: DetailsTarget, run: Run | undefined, instance: WorkflowInstance | undefined): DetailsModel {

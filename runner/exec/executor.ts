@@ -16,6 +16,7 @@
 import { join } from "node:path";
 import type { AttemptExit, AttemptHandle, KillEffect, StartEffect } from "../../protocol/runner";
 import { formatDuration } from "../../common/durations";
+import { elapsed } from "../../common/time-format";
 import type { AttemptLog, LogLevel, LogStore } from "../logs";
 import { attemptMarker, type AttemptControl, type ExecutorKind, type KindEnvironment, type KindFactory } from "./kinds";
 import { shellKind } from "./shell-kind";
@@ -283,7 +284,7 @@ export class Executor {
   private closeAttempt(attempt: RunningAttempt, exit: AttemptExit): void {
     // Until its real end: an adopted attempt that ended unwatched ended when its exit file says.
     const took = Math.max(0, Math.min(Date.now(), exit.endedAt ?? Date.now()) - attempt.startedAt);
-    const [level, line] = describeExit(attempt.effect.attempt, exit, formatDuration(took));
+    const [level, line] = describeExit(attempt.effect.attempt, exit, elapsed(took));
     attempt.log.endOutput();
     attempt.log.write("system", level, line);
     void attempt.log.close().then(() => {

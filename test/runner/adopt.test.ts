@@ -114,7 +114,7 @@ test("an adopted attempt keeps its number, its real exit status and every line f
   assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), log);
   assert.ok(log.indexOf("stderr WARN to-stderr") > log.indexOf("adopted by runner"), log);
   // The duration counts from the attempt's real start, not from the adoption.
-  assert.match(log, /attempt 1 failed: exit code 3 after (\d{3,}ms|[\d.]+ ?s)/);
+  assert.match(log, /attempt 1 failed: exit code 3 after (\d{3,} ms|[\d.]+ s)/);
   assert.equal(log.match(/stdout INFO before/g)?.length, 1, `no line twice:\n${log}`);
 });
 
@@ -135,7 +135,7 @@ test("an attempt that ended while no runner ran is recorded as ending when it di
   assert.ok(a.endedAt !== undefined && a.endedAt <= goneSeen, `ended at ${a.endedAt}, but the process was seen gone at ${goneSeen}`);
   assert.ok(a.endedAt >= a.startedAt + 400, "it slept 0.4 s");
   const log = (await ws.cli(["logs", id, "first", "--date", "2026-10-01"])).stdout;
-  const took = /attempt 1 finished: exit code 0 after (\d+)ms/.exec(log);
+  const took = /attempt 1 finished: exit code 0 after (\d+) ms/.exec(log);
   assert.ok(took, log);
   assert.equal(Number(took[1]), a.endedAt - a.startedAt, "the log and the record say the same duration");
 });

@@ -197,7 +197,7 @@ describe("shell tasks", () => {
     ]);
     assert.deepEqual(ok.exit, { exitCode: 0 });
     assert.deepEqual(three.exit, { exitCode: 3 });
-    assert.match(three.entries.at(-1)!, /^system ERROR attempt 1 failed: exit code 3 after \d+ms$/);
+    assert.match(three.entries.at(-1)!, /^system ERROR attempt 1 failed: exit code 3 after (\d+ ms|[\d.]+ s)$/);
     assert.deepEqual(term.exit, { signal: "SIGTERM" });
   });
 
@@ -207,7 +207,7 @@ describe("shell tasks", () => {
     assert.ok(o.pid !== undefined);
     assert.equal(o.entries[0], `system INFO attempt 1 started (pid ${o.pid}): bash -c ${e.command}`);
     assert.deepEqual(o.entries.slice(1, -1).sort(), ["stderr WARN err", "stdout INFO a", "stdout INFO b", "stdout INFO out"]);
-    assert.match(o.entries.at(-1)!, /^system INFO attempt 1 finished: exit code 0 after \d+ms$/);
+    assert.match(o.entries.at(-1)!, /^system INFO attempt 1 finished: exit code 0 after (\d+ ms|[\d.]+ s)$/);
   });
 
   test("kill ends the whole tree: a backgrounded child and a grandchild", async () => {
@@ -221,7 +221,7 @@ describe("shell tasks", () => {
     const o = await running;
     assert.deepEqual(o.exit, { signal: "SIGTERM" });
     assert.ok(o.entries.includes(`system WARN kill requested (operator): SIGTERM to process group ${o.pid}, SIGKILL after ${GRACE_MS}ms`), o.entries.join("\n"));
-    assert.match(o.entries.at(-1)!, /^system WARN attempt 1 ended: killed by SIGTERM after \d+ms$/);
+    assert.match(o.entries.at(-1)!, /^system WARN attempt 1 ended: killed by SIGTERM after (\d+ ms|[\d.]+ s)$/);
     assertNothingLeft(o);
     // A kill for an attempt that has ended is a no-op.
     h.kill(e);
@@ -389,7 +389,7 @@ describe("TS tasks", () => {
       `stdout INFO env 20261119 east ${e.instanceId}/info/2`,
       "stdout INFO PKG! 42",
     ]);
-    assert.match(o.entries.at(-1)!, /^system INFO attempt 2 finished: exit code 0 after \d+ms$/);
+    assert.match(o.entries.at(-1)!, /^system INFO attempt 2 finished: exit code 0 after (\d+ ms|[\d.]+ s)$/);
   });
 
   test("a worker is reused for the next task, and its environment is restored", async () => {
@@ -410,7 +410,7 @@ describe("TS tasks", () => {
     // Source maps: the stack points into the workflow file, and stops at the worker's own frames.
     assert.ok(o.entries.some((l) => /^stderr ERROR +at .*tsflow\.flow\.ts:\d+:\d+/.test(l)), o.entries.join("\n"));
     assert.ok(!o.entries.some((l) => l.includes("worker.js")), o.entries.join("\n"));
-    assert.match(o.entries.at(-1)!, /^system ERROR attempt 1 failed: exit code 1 after \d+ms: boom: bad input$/);
+    assert.match(o.entries.at(-1)!, /^system ERROR attempt 1 failed: exit code 1 after (\d+ ms|[\d.]+ s): boom: bad input$/);
   });
 
   test("an uncaught exception fails the task, and its worker is not reused", async () => {

@@ -199,7 +199,7 @@ describe("details model", () => {
     assert.equal(facts.get("Cyctime"), "2026-11-20T02:30:00+08:00");
     assert.equal(facts.get("First start"), formatLocalTime(T0 + 1_000));
     assert.equal(facts.get("Last end"), formatLocalTime(T0 + 95_000));
-    assert.equal(facts.get("Duration"), "1m34s");
+    assert.equal(facts.get("Duration"), "1 m 34 s", "the tree's and the CLI's format");
     assert.equal(facts.get("Attempts"), "3");
     assert.equal(model.title, "load · 2026-11-19");
   });
@@ -210,9 +210,9 @@ describe("details model", () => {
     assert.deepEqual(
       model.attempts.map((a) => [a.n, a.cause, a.duration, a.outcome, a.ok, a.pid]),
       [
-        [1, "scheduler", "2s", "exit 1", false, "4242"],
-        [2, "retry 1", "1m", `signal SIGTERM · timed out after 1m ${EVIL}`, false, "4243"],
-        [3, `rerun by ${EVIL}`, "5s", "exit 0", true, "4250"],
+        [1, "scheduler", "2.0 s", "exit 1", false, "4242"],
+        [2, "retry 1", "1 m 00 s", `signal SIGTERM · timed out after 1m ${EVIL}`, false, "4243"],
+        [3, `rerun by ${EVIL}`, "5.0 s", "exit 0", true, "4250"],
       ],
     );
   });
