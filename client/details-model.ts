@@ -8,6 +8,7 @@
  * workflow's zone, with its offset).
  */
 import { elapsed } from "../common/time-format";
+import { setSuccessBy } from "../common/task-words";
 import type { Attempt, HistoryCause, Run, TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
 import { stateAttribute, stateClass, stateWord } from "./state-style";
 import { html, type SafeHtml } from "./webview-html";
@@ -120,6 +121,11 @@ export function detailsModel(target: DetailsTarget, run: Run | undefined, instan
     { label: "Duration", value: duration },
     { label: "Attempts", value: String(ti.attempts.length) },
   ];
+  const by = setSuccessBy(ti);
+  if (by !== undefined) {
+    const change = ti.history[ti.history.length - 1];
+    facts.unshift({ label: "Set success", value: `by ${by || "hand"} at ${formatLocalTime(change.at)}, from ${change.from}` });
+  }
   if (ti.retryAt !== undefined) facts.push({ label: "Retry at", value: formatLocalTime(ti.retryAt) });
   if (ti.after !== undefined && ti.after.length > 0) facts.push({ label: "Also waits for", value: ti.after.join(", ") });
 

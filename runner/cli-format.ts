@@ -87,6 +87,7 @@ const STATE_MARK: Record<TaskState, string> = {
 };
 
 import { elapsed, localTime } from "../common/time-format";
+import { setSuccessBy } from "../common/task-words";
 
 export { elapsed, localTime };
 
@@ -117,9 +118,8 @@ function taskLine(t: TaskInstance, now: number): string[] {
           ? "timed out, being killed"
           : "running"
       : last.error ?? (last.signal ? `signal ${last.signal}` : `exit ${last.exitCode}`);
-  const lastChange = t.history[t.history.length - 1];
-  const setByHand = t.state === "success" && lastChange?.cause === "operator" && lastChange.from !== "running";
-  const retry = setByHand ? `set success${lastChange.by ? ` by ${lastChange.by}` : ""}` : t.retryAt !== undefined ? `retry at ${localTime(t.retryAt).slice(11)}` : "";
+  const by = setSuccessBy(t);
+  const retry = by !== undefined ? `set success${by ? ` by ${by}` : ""}` : t.retryAt !== undefined ? `retry at ${localTime(t.retryAt).slice(11)}` : "";
   return [`${STATE_MARK[t.state]} ${t.task}`, t.state, last ? `attempt ${last.n}` : "", took, [outcome, retry].filter(Boolean).join(", ")];
 }
 

@@ -13,6 +13,7 @@ import * as vscode from "vscode";
 import type { RunKind, RunSummary, TaskInstance, TaskState, WorkflowInstance } from "../../protocol/runner";
 import { TASK_STATES } from "../../protocol/runner";
 import { elapsed, localTime } from "../../common/time-format";
+import { taskFacts, taskHeadline } from "../../common/task-words";
 import { runStateIcon, taskStateIcon } from "../states";
 import { taskKey, type RunStore, type StoreChange } from "../store";
 
@@ -315,31 +316,26 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
     const item = new vscode.TreeItem(n.task, vscode.TreeItemCollapsibleState.None);
     item.id = `task:${taskKey(n.instanceId, n.task)}`;
     if (!ti) return item;
-    const { description, spoken } = describeTask(ti);
+    const { description, spoken, facts } = describeTask(ti);
     item.description = description;
     item.iconPath = taskStateIcon(ti.state);
     item.contextValue = `task.${ti.state}`;
     item.accessibilityInformation = { label: `${n.task}: ${spoken}` };
     const last = ti.history[ti.history.length - 1];
-    item.tooltip = `${n.task} — ${ti.state}${last ? ` since ${localTime(last.at)} (${last.cause}${last.by ? ` by ${last.by}` : ""})` : ""}`;
+    item.tooltip = `${n.task} — ${facts}${last ? `\n${ti.state} since ${localTime(last.at)} (${last.cause}${last.by ? ` by ${last.by}` : ""})` : ""}`;
     item.command = { command: "tideflow.showDetails", title: "Show Instance Details", arguments: [n] };
     return item;
   }
 }
 
-/** A task instance in words: `success · attempt 2 · 3.2 s`, and the same for a screen reader. */
-export function describeTask(ti: Readonly<TaskInstance>, now = Date.now()): { description: string; spoken: string } {
-  const parts: string[] = [ti.state];
-  const last = ti.attempts[ti.attempts.length - 1];
-  if (last) {
-    parts.push(`attempt ${last.n}`);
-    parts.push(elapsed((last.endedAt ?? now) - last.startedAt));
-    if (last.exitCode !== undefined && last.exitCode !== 0) parts.push(`exit ${last.exitCode}`);
-    else if (last.signal) parts.push(last.signal);
-    if (last.endedAt === undefined && last.killRequestedAt !== undefined) parts.push("being killed");
-  }
-  if (ti.retryAt !== undefined && ti.state === "waiting") parts.push(`retry at ${localTime(ti.retryAt).slice(11)}`);
-  return { description: parts.join(" · "), spoken: parts.join(", ") };
+/**
+ * A task instance in words (common/task-words.ts): the row shows its state and the one fact
+ * that matters (`failed · exit 3`, `success · set by vscode`); a screen reader hears every
+ * fact, and the tooltip shows them.
+ */
+export function describeTask(ti: Readonly<TaskInstance>, now = Date.now()): { description: string; spoken: string; facts: string } {
+  const facts = taskFacts(ti, now);
+  return { description: taskHeadline(ti, now), spoken: facts.join(", "), facts: facts.join(" · ") };
 }
 
 /**
