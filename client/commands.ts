@@ -359,12 +359,26 @@ async function revealRun(ctx: CommandContext, run: Run): Promise<void> {
   const first = run.instances[0];
   const task = run.tasks[0];
   if (!first || !task) return;
-  // The run reaches the tree within the store's coalescing delay, and the view fetches it
-  // after that: try until the view knows the node.
-  let error: unknown;
-  for (let i = 0; i < 20; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    if (!ctx.store.run(run.id)) continue;
+  // The run reaches the store within its coalescing delay, the tree after that, and the
+  // view asks for the new nodes when it gets to it: on a busy machine that can take
+  // seconds. So: wait for the store to have the run (its change event), then try to reveal
+  // until the view knows the node or REVEAL_DEADLINE_MS have passed.
+  const deadline = Date.now() + REVEAL_DEADLINE_MS;
+  if (!ctx.store.run(run.id)) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, REVEAL_DEADLINE_MS);
+      const sub = ctx.store.onDidChange(() => {
+        if (ctx.store.run(run.id)) done();
+      });
+      function done(): void {
+        clearTimeout(timer);
+        sub.dispose();
+        resolve();
+      }
+    });
+  }
+  let error: unknown = new Error("the run did not reach the Instances view");
+  while (ctx.store.run(run.id) && Date.now() < deadline) {
     await ctx.instances.flushed();
     try {
       await ctx.instancesView.reveal(ctx.instances.taskNode(run.id, first.id, task.id), { select: false, focus: false, expand: true });
@@ -372,9 +386,13 @@ async function revealRun(ctx: CommandContext, run: Run): Promise<void> {
     } catch (e) {
       error = e;
     }
+    await new Promise((r) => setTimeout(r, 100));
   }
   ctx.log(`cannot reveal ${run.id} in the Instances view: ${error instanceof Error ? error.message : String(error)}`);
 }
+
+/** How long a new run's reveal in the Instances view keeps trying. */
+const REVEAL_DEADLINE_MS = 15_000;
 
 function followRun(ctx: CommandContext, run: Run): Thenable<void> {
   const total = run.instances.length * run.tasks.length;
