@@ -16,6 +16,7 @@ import { processAlive } from "./exec/process-tree";
 import { formatOperateResult, formatRunnerStatus, journalDamageWarning, formatPlan, formatRun, formatRunSummary, formatRuns, localTime, runDocument, type StateSection } from "./cli-format";
 import { UsageError, workspaceOf } from "../common/cli-usage";
 import { didYouMean, type Args } from "./cli/args";
+import { OfflineLogMissing, readLogOffline } from "./cli/offline-logs";
 
 /** A refusal or failure to report as `tideflow: <message>` with exit 1. */
 export class CommandError extends Error {}
@@ -274,7 +275,10 @@ export async function logs(a: Args): Promise<number> {
   const attempt = a.integer("attempt");
   const date = a.string("date");
   const [runRef, task] = a.positionals;
-  const client = await attach(workspaceOf(a.string("workspace")));
+  const workspace = workspaceOf(a.string("workspace"));
+  const client = await connectRunning(workspace);
+  // No runner: logs are files, read from disk.
+  if (!client) return offlineLogs(workspace, runRef, task, date, attempt, a.flag("follow"));
   try {
     const target = { run: runRef, task, ...(date ? { date } : {}) };
     if (!a.flag("follow")) {
@@ -286,6 +290,24 @@ export async function logs(a: Args): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+/** `tideflow logs` with no runner: the log file as it stands (runner/cli/offline-logs.ts). */
+function offlineLogs(workspace: string, runRef: string, task: string, date: string | undefined, attempt: number | undefined, follow: boolean): number {
+  let log;
+  try {
+    log = readLogOffline(join(workspace, ".tideflow"), runRef, task, date, attempt);
+  } catch (e) {
+    if (!(e instanceof OfflineLogMissing)) throw e;
+    throw new NoRunnerError(`no runner is running for ${workspace}; \`tideflow runner start\` starts it (and ${e.message})`);
+  }
+  process.stdout.write(log.text);
+  process.stderr.write(
+    `tideflow: no runner is running; read from ${log.path} (attempt ${log.attempt})` +
+      (follow ? "; this is the log as it stands: `tideflow runner start`, then `tideflow logs --follow`, to follow it live" : "") +
+      "\n",
+  );
+  return 0;
 }
 
 /**
