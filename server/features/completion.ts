@@ -1,6 +1,7 @@
-import { CompletionItemKind, type CompletionItem, type Position } from "vscode-languageserver";
+import { CompletionItemKind, type CompletionItem, type Position, type Range } from "vscode-languageserver";
 import type { TextDocument } from "vscode-languageserver-textdocument";
-import type { WorkspaceIndex } from "../analyzer/workspace";
+import { taskKey, type WorkspaceIndex } from "../analyzer/workspace";
+import { ID_PATTERN } from "../../protocol/model";
 
 /** How far back we look for the enclosing `upstream: [`; options lists are short. */
 const LOOKBEHIND = 4_000;
@@ -54,23 +55,56 @@ export function upstreamStringContext(text: string, offset: number): UpstreamCon
   return undefined;
 }
 
-/** `uri` is the index's spelling of the document's URI. */
+/**
+ * Task ids for the string under the cursor in an `upstream` list. Offered: tasks that can
+ * be an upstream of the task being edited — not the task itself, not one of its downstream
+ * tasks (that would make a cycle), not an entry it already lists, not an id that is not
+ * valid, each once. Tasks of the same workflow first, then other workflows' as
+ * `workflow.task`. `uri` is the index's spelling of the document's URI.
+ */
 export function completeUpstream(index: WorkspaceIndex, uri: string, doc: TextDocument, position: Position): CompletionItem[] {
   const offset = doc.offsetAt(position);
   const ctx = upstreamStringContext(doc.getText(), offset);
   if (!ctx) return [];
   const range = { start: doc.positionAt(ctx.start), end: position };
   const file = index.get(uri);
+  // The task whose declaration holds the cursor, as last analyzed.
+  const editing = file?.tasks.find((t) => contains(doc, t.range, offset));
+  const excluded = new Set<string>();
+  if (file && editing) {
+    const own = file.workflow?.id;
+    const key = (wf: string | undefined, task: string) => (wf === undefined || wf === own ? task : `${wf}.${task}`);
+    excluded.add(editing.id);
+    for (const ref of editing.upstream) {
+      if (!contains(doc, ref.range, offset)) excluded.add(key(ref.workflow, ref.task));
+    }
+    const self = file.tasks.filter((t) => t.id === editing.id);
+    const queue = self.map((t) => ({ file, task: t, key: taskKey(file, t) }));
+    const seen = new Set(queue.map((h) => h.key));
+    while (queue.length > 0) {
+      for (const d of index.downstream(queue.shift()!)) {
+        if (seen.has(d.key)) continue;
+        seen.add(d.key);
+        queue.push(d);
+        excluded.add(key(d.file.workflow?.id, d.task.id));
+      }
+    }
+  }
+  const offered = new Set<string>();
   const items: CompletionItem[] = [];
+  const offer = (label: string, item: Omit<CompletionItem, "label" | "textEdit">) => {
+    if (offered.has(label) || excluded.has(label)) return;
+    offered.add(label);
+    items.push({ label, textEdit: { range, newText: label }, ...item });
+  };
   const dot = ctx.prefix.indexOf(".");
   if (dot === -1) {
     for (const t of file?.tasks ?? []) {
-      items.push({
-        label: t.id,
+      if (!ID_PATTERN.test(t.id)) continue;
+      offer(t.id, {
         kind: CompletionItemKind.Reference,
         detail: `${t.kind === "shell" ? "shell task" : "task"} of this workflow`,
         documentation: t.description,
-        textEdit: { range, newText: t.id },
         sortText: `0${t.id}`,
       });
     }
@@ -78,19 +112,21 @@ export function completeUpstream(index: WorkspaceIndex, uri: string, doc: TextDo
   const wantWorkflow = dot === -1 ? undefined : ctx.prefix.slice(0, dot);
   for (const other of index.all()) {
     const wf = other.workflow;
-    if (!wf || other === file || (wantWorkflow !== undefined && wf.id !== wantWorkflow)) continue;
+    if (!wf || other === file || !ID_PATTERN.test(wf.id) || (wantWorkflow !== undefined && wf.id !== wantWorkflow)) continue;
     if (index.workflowFile(wf.id) !== other) continue;
     for (const t of wf.tasks) {
-      const label = `${wf.id}.${t.id}`;
-      items.push({
-        label,
+      if (!ID_PATTERN.test(t.id)) continue;
+      offer(`${wf.id}.${t.id}`, {
         kind: CompletionItemKind.Reference,
         detail: `task of workflow ${wf.id}`,
         documentation: t.description,
-        textEdit: { range, newText: label },
-        sortText: `1${label}`,
+        sortText: `1${wf.id}.${t.id}`,
       });
     }
   }
   return items;
+}
+
+function contains(doc: TextDocument, range: Range, offset: number): boolean {
+  return doc.offsetAt(range.start) <= offset && offset <= doc.offsetAt(range.end);
 }

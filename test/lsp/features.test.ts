@@ -234,6 +234,35 @@ describe("editor features", () => {
     await client.close(uri);
   });
 
+  test("completion in upstream offers only tasks that can be upstream: not itself, its downstream, listed, invalid or repeated ids", async () => {
+    const uri = uriOf(join(dir, "compl.flow.ts"));
+    const text = [
+      `import { workflow, task } from "tideflow";`,
+      `export const a = task("a", async () => {});`,
+      `export const b = task("b", { upstream: ["a", ""] }, async () => {});`,
+      `export const c = task("c", { upstream: ["b"] }, async () => {});`,
+      `export const e = task("e", { upstream: [c] }, async () => {});`,
+      `export const d = task("d", async () => {});`,
+      `export const d2 = task("d", async () => {});`,
+      `export const bad = task("2nd load", async () => {});`,
+      `export default workflow("compl", { tasks: [a, b, c, e, d, d2, bad] });`,
+      ``,
+    ].join("\n");
+    await client.open(uri, text);
+    await client.waitForDiagnostics(uri);
+    const at = positionOf(text, '["a", ""', 7);
+    const items = (await client.connection.sendRequest(CompletionRequest.type, { textDocument: { uri }, position: at })) as CompletionItem[];
+    const labels = items.map((i) => i.label);
+    const same = labels.filter((l) => !l.includes("."));
+    assert.deepEqual(same, ["d"], "a is listed, b is itself, c and e are downstream (a cycle), d once, 2nd load is not an id");
+    assert.equal(new Set(labels).size, labels.length, `no label twice: ${labels.join()}`);
+    assert.ok(labels.includes("crm.sync_accounts"), labels.join());
+    assert.ok(!labels.some((l) => l.startsWith("compl.")), "its own workflow is not offered as workflow.task");
+    const rank = (l: string) => items.find((i) => i.label === l)!.sortText!;
+    assert.ok(rank("d") < rank("crm.sync_accounts"), "same-workflow tasks first");
+    await client.close(uri);
+  });
+
   test("definition and references of a task id across files", async () => {
     await client.openFile(join(dir, "crm.flow.ts"));
     const def = (await client.connection.sendRequest(DefinitionRequest.type, { textDocument: { uri: salesUri }, position: positionOf(SALES, "crm.sync_accounts", 6) })) as Location;
