@@ -234,7 +234,7 @@ function init(modules: { typescript: typeof ts }): ts.server.PluginModule {
       };
     }
 
-    return info.languageService;
+    return withImportCompletions(typescript, info.languageService);
   }
 
   return {
@@ -244,6 +244,51 @@ function init(modules: { typescript: typeof ts }): ts.server.PluginModule {
       for (const p of projects) p.refresh();
     },
   };
+}
+
+/** The plugin's own package: a dependency of the repository, never a module to import. */
+const PLUGIN_PACKAGE = "tideflow-ts-plugin";
+
+/**
+ * Import completion (`from "|"`) offers `tideflow`, which resolves through the plugin and
+ * so is in no node_modules TypeScript lists, and not the plugin's own package, which
+ * TypeScript lists where a package.json names it (this repository's examples/). Every
+ * other method of the language service is the original.
+ */
+function withImportCompletions(typescript: typeof ts, service: ts.LanguageService): ts.LanguageService {
+  const proxy = Object.create(null) as ts.LanguageService;
+  for (const k of Object.keys(service) as (keyof ts.LanguageService)[]) {
+    const member = service[k];
+    (proxy as unknown as Record<string, unknown>)[k] = typeof member === "function" ? (member as (...a: unknown[]) => unknown).bind(service) : member;
+  }
+  proxy.getCompletionsAtPosition = (fileName, position, options, formatting) => {
+    const result = service.getCompletionsAtPosition(fileName, position, options, formatting);
+    if (!result || !inModuleSpecifier(typescript, service, fileName, position)) return result;
+    const entries = result.entries.filter((e) => e.name !== PLUGIN_PACKAGE);
+    if (!entries.some((e) => e.name === MODULE_NAME)) {
+      entries.unshift({ name: MODULE_NAME, kind: typescript.ScriptElementKind.externalModuleName, kindModifiers: "", sortText: "0" });
+    }
+    return { ...result, entries };
+  };
+  return proxy;
+}
+
+/** Whether `position` is inside the string of an `import … from "…"`, `export … from "…"` or `import("…")`. */
+function inModuleSpecifier(typescript: typeof ts, service: ts.LanguageService, fileName: string, position: number): boolean {
+  const source = service.getProgram()?.getSourceFile(fileName);
+  if (!source) return false;
+  let node: ts.Node = source;
+  for (;;) {
+    const child = node.getChildren(source).find((c) => c.getStart(source) <= position && position <= c.getEnd());
+    if (!child) break;
+    node = child;
+  }
+  if (!typescript.isStringLiteralLike(node) || position <= node.getStart(source)) return false;
+  const parent = node.parent;
+  return (
+    ((typescript.isImportDeclaration(parent) || typescript.isExportDeclaration(parent)) && parent.moduleSpecifier === node) ||
+    (typescript.isCallExpression(parent) && parent.expression.kind === typescript.SyntaxKind.ImportKeyword)
+  );
 }
 
 // tsserver requires the module and calls what it gets: `module.exports` is `init`.

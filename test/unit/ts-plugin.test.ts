@@ -118,6 +118,8 @@ type TypesHostKind = "resolveTypeReferenceDirectiveReferences" | "resolveTypeRef
 interface Service {
   diagnostics(file?: string): ts.Diagnostic[];
   sourceFiles(): string[];
+  /** Completion entry names at an offset of the first root file. */
+  completions(offset: number): string[];
 }
 
 function writeFiles(dir: string, files: Record<string, string>) {
@@ -146,6 +148,9 @@ function makeService(
     getScriptVersion: () => "1",
     getScriptSnapshot: (f) => (ts.sys.fileExists(f) ? ts.ScriptSnapshot.fromString(ts.sys.readFile(f)!) : undefined),
     getCurrentDirectory: () => dir,
+    // As tsserver's host: without it TypeScript lower-cases paths it looks up for module
+    // completions, and misses a mkdtemp folder with capitals in its name.
+    useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
     getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
     fileExists: ts.sys.fileExists,
     readFile: ts.sys.readFile,
@@ -190,6 +195,7 @@ function makeService(
   return {
     diagnostics: (file = roots[0]) => [...service.getSyntacticDiagnostics(file), ...service.getSemanticDiagnostics(file)],
     sourceFiles: () => service.getProgram()!.getSourceFiles().map((f) => f.fileName),
+    completions: (offset) => (service.getCompletionsAtPosition(roots[0], offset, {})?.entries ?? []).map((e) => e.name),
   };
 }
 
@@ -285,6 +291,26 @@ describe("language service with the plugin", () => {
     const ds = text(makeService(workspace({ "a.flow.ts": BAD_OPTIONS }), INFERRED, {}).diagnostics());
     assert.equal(ds.length, 2, ds.join("\n"));
     assert.ok(ds.some((d) => d.startsWith("TS2322: Type 'string' is not assignable to type 'number'")), ds.join("\n"));
+  });
+
+  test("import completion offers tideflow, never the plugin's own package", () => {
+    // As in this repository's examples/: a package.json up the tree names the plugin.
+    const flow = `import { workflow } from "";\nimport("");\nconst s = "";\n`;
+    const dir = workspace({
+      "a.flow.ts": flow,
+      "package.json": JSON.stringify({ name: "repo", dependencies: { "tideflow-ts-plugin": "file:./ts-plugin" } }),
+      "node_modules/tideflow-ts-plugin/package.json": JSON.stringify({ name: "tideflow-ts-plugin", main: "index.js" }),
+      "node_modules/tideflow-ts-plugin/index.js": "module.exports = () => ({});\n",
+    });
+    const inImport = flow.indexOf('""') + 1;
+    const without = makeService(dir, INFERRED, undefined).completions(inImport);
+    assert.ok(without.includes("tideflow-ts-plugin") && !without.includes("tideflow"), `without the plugin: ${without.join(", ")}`);
+    const withPlugin = makeService(dir, INFERRED, {});
+    const names = withPlugin.completions(inImport);
+    assert.ok(names.includes("tideflow"), names.join(", "));
+    assert.ok(!names.includes("tideflow-ts-plugin"), names.join(", "));
+    assert.ok(withPlugin.completions(flow.indexOf('import("') + 8).includes("tideflow"), "import() too");
+    assert.ok(!withPlugin.completions(flow.indexOf('s = "') + 5).includes("tideflow"), "not in any string");
   });
 
   const OWN_FLOW = `import { workflow } from "tideflow";\nexport const own: true = workflow("x").own;\n`;
