@@ -30,7 +30,7 @@ import {
   type ServerSettings,
   type WorkflowSummary,
 } from "../protocol/lsp";
-import type { FileAnalysis, TideflowDiagnostic } from "../protocol/model";
+import { SEVERITY, type FileAnalysis, type TideflowDiagnostic } from "../protocol/model";
 import { analyzeFile } from "./analyzer/analyze";
 import { StatementCache } from "./analyzer/parse";
 import { WorkspaceIndex } from "./analyzer/workspace";
@@ -169,7 +169,7 @@ class TideflowServer {
     c.onRenameRequest((p) => (this.flush(p.textDocument.uri), rename(this.index, canonical(p.textDocument.uri), p.position, p.newName)));
     c.onDocumentSymbol((p) => this.guard("symbols", () => this.withFile(p.textDocument.uri, documentSymbols, []), []));
     c.onFoldingRanges((p) => this.guard("folding", () => this.withFile(p.textDocument.uri, foldingRanges, []), []));
-    c.onCodeLens((p) => this.guard("codeLens", () => this.withFile(p.textDocument.uri, codeLenses, []), []));
+    c.onCodeLens((p) => this.guard("codeLens", () => this.withFile(p.textDocument.uri, (f) => codeLenses(f, this.index.diagnostics(f.uri).filter((d) => d.severity === SEVERITY.error).length), []), []));
 
     c.onRequest(WorkflowsRequest, async () => {
       await this.indexing;

@@ -31,17 +31,30 @@ export function foldingRanges(file: FileAnalysis): FoldingRange[] {
   return out;
 }
 
-export function codeLenses(file: FileAnalysis): CodeLens[] {
+/** VS Code's own command that shows the Problems view. */
+const SHOW_PROBLEMS = "workbench.actions.view.problems";
+
+/**
+ * Lenses above the workflow and each of its tasks: ▶ Test, Backfill…, Show DAG. A file
+ * with `errors` (its own and cross-file ones: a run of it would be refused) gets, instead
+ * of the run lenses, one that says how many errors there are and opens Problems.
+ */
+export function codeLenses(file: FileAnalysis, errors = 0): CodeLens[] {
   const wf = file.workflow;
   if (!wf) return [];
   const lenses: CodeLens[] = [];
   const add = (range: CodeLens["range"], task?: string) => {
     const args: WorkflowCommandArgs = { uri: file.uri, workflow: wf.id, ...(task ? { task } : {}) };
-    lenses.push(
-      { range, command: { title: task ? "▶ Test task" : "▶ Test workflow", command: COMMANDS.test, arguments: [args] } },
-      { range, command: { title: "Backfill…", command: COMMANDS.backfill, arguments: [args] } },
-      { range, command: { title: "Show DAG", command: COMMANDS.showDag, arguments: [args] } },
-    );
+    if (errors > 0) {
+      const title = `⚠ ${errors} error${errors === 1 ? "" : "s"} in this file: fix ${errors === 1 ? "it" : "them"} to run`;
+      lenses.push({ range, command: { title, command: SHOW_PROBLEMS, arguments: [] } });
+    } else {
+      lenses.push(
+        { range, command: { title: task ? "▶ Test task" : "▶ Test workflow", command: COMMANDS.test, arguments: [args] } },
+        { range, command: { title: "Backfill…", command: COMMANDS.backfill, arguments: [args] } },
+      );
+    }
+    lenses.push({ range, command: { title: "Show DAG", command: COMMANDS.showDag, arguments: [args] } });
   };
   add(wf.calleeRange);
   for (const t of wf.tasks) add(t.calleeRange, t.id);

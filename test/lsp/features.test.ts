@@ -309,6 +309,27 @@ describe("editor features", () => {
     assert.deepEqual(forLoad[0].command!.arguments![0], { uri: salesUri, workflow: "daily_sales", task: "load" });
     assert.equal(forLoad[0].range.start.line, 6);
   });
+
+  test("a file with errors gets no run lenses: the error count, which opens Problems, and Show DAG", async () => {
+    const uri = uriOf(join(dir, "erring.flow.ts"));
+    const text = [
+      `import { workflow, task } from "tideflow";`,
+      `export const a = task("a", { upstream: ["b"], timeout: "soon" }, async () => {});`,
+      `export const b = task("b", { upstream: ["a"] }, async () => {});`,
+      `export default workflow("erring", { tasks: [a, b] });`,
+      ``,
+    ].join("\n");
+    await client.open(uri, text);
+    await client.waitForDiagnostics(uri, (d) => d.some((x) => x.code === "cycle"));
+    const lenses = (await client.connection.sendRequest(CodeLensRequest.type, { textDocument: { uri } }))!;
+    const titles = lenses.map((l) => l.command!.title);
+    // invalid-duration, and the cycle on each of its two upstream entries: 3 errors.
+    assert.deepEqual(titles.filter((t) => !t.startsWith("Show DAG")), Array(3).fill("⚠ 3 errors in this file: fix them to run"));
+    assert.equal(titles.filter((t) => t === "Show DAG").length, 3);
+    assert.ok(!lenses.some((l) => l.command!.command === "tideflow.test" || l.command!.command === "tideflow.backfill"));
+    assert.ok(lenses.filter((l) => l.command!.title.startsWith("⚠")).every((l) => l.command!.command === "workbench.actions.view.problems"));
+    await client.close(uri);
+  });
 });
 
 describe("custom requests", () => {
