@@ -24,6 +24,8 @@ export interface WorkflowSummary {
   uri: string;
   range: Range;
   schedule?: string;
+  /** The file has a schedule that is not a valid cron (then `schedule` is absent). */
+  scheduleInvalid?: boolean;
   timezone?: string;
   tasks: { id: string; kind: "task" | "shell"; range: Range; upstream: string[] }[];
   /** `from` is upstream of `to`; ids of other workflows are `workflow.task`. */

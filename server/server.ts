@@ -338,6 +338,7 @@ class TideflowServer {
         uri: file.uri,
         range: wf.range,
         schedule: wf.schedule,
+        ...(diags.some((d) => d.code === "invalid-cron") ? { scheduleInvalid: true } : {}),
         timezone: wf.timezone,
         tasks: wf.tasks.map((t) => ({
           id: t.id,

@@ -6,7 +6,7 @@
  */
 import * as vscode from "vscode";
 import type { WorkflowSummary } from "../../protocol/lsp";
-import { describeCron, nextFireTimes } from "../../common/cron";
+import { scheduleText, sameIdElsewhere } from "../workflow-words";
 
 export type WorkflowsNode = WorkflowNode | WorkflowTaskNode;
 
@@ -76,7 +76,9 @@ export class WorkflowsTree implements vscode.TreeDataProvider<WorkflowsNode> {
       const when = scheduleText(w);
       const { errors, warnings } = w.diagnostics;
       const badge = errors > 0 ? `${errors} error${errors > 1 ? "s" : ""}` : warnings > 0 ? `${warnings} warning${warnings > 1 ? "s" : ""}` : "";
-      item.description = [badge, when.short].filter(Boolean).join(" · ");
+      // Two workflows with one id (an error) are told apart by their files.
+      const file = sameIdElsewhere(w, this.workflows) ? vscode.workspace.asRelativePath(vscode.Uri.parse(w.uri)) : "";
+      item.description = [file, badge, when.short].filter(Boolean).join(" · ");
       item.iconPath = new vscode.ThemeIcon(
         errors > 0 ? "error" : warnings > 0 ? "warning" : "type-hierarchy-sub",
         errors > 0 ? new vscode.ThemeColor("problemsErrorIcon.foreground") : warnings > 0 ? new vscode.ThemeColor("problemsWarningIcon.foreground") : undefined,
@@ -102,26 +104,6 @@ export class WorkflowsTree implements vscode.TreeDataProvider<WorkflowsNode> {
   }
 }
 
-/** A schedule in words and its next fire time with the bizdate. */
-export function scheduleText(w: Pick<WorkflowSummary, "schedule" | "timezone">, now = new Date()): { short: string; long: string } {
-  if (!w.schedule) return { short: "unscheduled", long: "No schedule: a backfill makes one instance per day." };
-  let words: string;
-  try {
-    words = describeCron(w.schedule);
-  } catch {
-    return { short: w.schedule, long: `\`${w.schedule}\`` };
-  }
-  try {
-    const [next] = nextFireTimes(w.schedule, w.timezone, 1, now);
-    const at = next.cyctime.slice(0, 16).replace("T", " ");
-    return {
-      short: `${words.charAt(0).toLowerCase()}${words.slice(1)} · next ${at}`,
-      long: `\`${w.schedule}\`${w.timezone ? ` (${w.timezone})` : ""}: ${words}.\n\nNext: ${next.cyctime}, bizdate ${next.bizdate}.`,
-    };
-  } catch {
-    return { short: words, long: words };
-  }
-}
 
 export function toRange(r: { start: { line: number; character: number }; end: { line: number; character: number } }): vscode.Range {
   return new vscode.Range(r.start.line, r.start.character, r.end.line, r.end.character);

@@ -344,7 +344,19 @@ describe("custom requests", () => {
       { from: "crm.sync_accounts", to: "report" },
     ]);
     assert.deepEqual(sales.diagnostics, { errors: 0, warnings: 0 });
+    assert.equal(sales.scheduleInvalid, undefined);
     assert.ok(workflows.some((w) => w.id === "crm"));
+  });
+
+  test("tideflow/workflows marks a schedule that is not a valid cron", async () => {
+    const uri = uriOf(join(dir, "badcron.flow.ts"));
+    await client.open(uri, `import { workflow, task } from "tideflow";\nexport const a = task("a", async () => {});\nexport default workflow("badcron", { schedule: "61 * * * *", tasks: [a] });\n`);
+    await client.waitForDiagnostics(uri, (d) => d.some((x) => x.code === "invalid-cron"));
+    const { workflows } = await client.connection.sendRequest(WorkflowsRequest, {});
+    const bad = workflows.find((w) => w.id === "badcron")!;
+    assert.equal(bad.scheduleInvalid, true);
+    assert.equal(bad.schedule, undefined);
+    await client.close(uri);
   });
 
   test("tideflow/dag lays out left to right; tideflow/dagSvg draws it", async () => {
