@@ -3,7 +3,7 @@
  * CLI: a short headline (its state and the one fact that matters most, to fit a 300 px
  * sidebar) and every fact (for tooltips and screen readers).
  */
-import type { TaskInstance } from "../protocol/runner";
+import type { TaskInstance, TaskState, WorkflowInstance } from "../protocol/runner";
 import { elapsed, localTime } from "./time-format";
 
 /**
@@ -57,4 +57,28 @@ export function taskFacts(ti: Readonly<TaskInstance>, now = Date.now()): string[
   }
   if (ti.retryAt !== undefined && ti.state === "waiting") facts.push(`retry at ${localTime(ti.retryAt).slice(11)}`);
   return facts;
+}
+
+/** The order of the states that need a person's eyes, most pressing first. */
+const PRESSING: readonly TaskState[] = ["running", "failed", "killed", "waiting", "paused"];
+
+/** One state for a workflow instance, the most pressing of its tasks'. */
+export function instanceState(inst: Readonly<WorkflowInstance>): TaskState {
+  const has = (s: TaskState) => inst.tasks.some((t) => t.state === s);
+  for (const s of PRESSING) if (has(s)) return s;
+  if (inst.tasks.every((t) => t.state === "success")) return "success";
+  return "not_run";
+}
+
+/**
+ * Workflow instances with live work first, so that a 60-day backfill's running and failed
+ * instances are not below the fold: running, failed, killed, waiting, paused, then the
+ * rest; run order (cyctime) within each group.
+ */
+export function liveFirst<I extends Readonly<WorkflowInstance>>(instances: readonly I[]): I[] {
+  const rank = (i: I) => {
+    const k = PRESSING.indexOf(instanceState(i));
+    return k === -1 ? PRESSING.length : k;
+  };
+  return instances.map((i, at) => ({ i, at, r: rank(i) })).sort((a, b) => a.r - b.r || a.at - b.at).map((x) => x.i);
 }

@@ -13,7 +13,7 @@ import * as vscode from "vscode";
 import type { RunKind, RunSummary, TaskInstance, TaskState, WorkflowInstance } from "../../protocol/runner";
 import { TASK_STATES } from "../../protocol/runner";
 import { elapsed, localTime } from "../../common/time-format";
-import { taskFacts, taskHeadline } from "../../common/task-words";
+import { instanceState, liveFirst, taskFacts, taskHeadline } from "../../common/task-words";
 import { runStateIcon, taskStateIcon } from "../states";
 import { taskKey, type RunStore, type StoreChange } from "../store";
 
@@ -183,7 +183,12 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
     const parts = TASK_STATES.filter((s) => counts[s] > 0).map((s) => `${s} ${counts[s]}`);
     const filtered = this.filter.states || this.filter.workflows || this.filter.kinds ? " (filtered)" : "";
     const description = parts.length > 0 ? parts.join(" · ") + filtered : filtered.trim();
-    const message = this.store.loaded && filtered && this.visibleRuns().length === 0 ? "No run matches the filter." : undefined;
+    const stale = this.runnerState() !== "connected" && this.visibleRuns().some((r) => r.state === "running");
+    const message = stale
+      ? "The runner is not running: these states are as it last reported them. Start Runner to see them live."
+      : this.store.loaded && filtered && this.visibleRuns().length === 0
+        ? "No run matches the filter."
+        : undefined;
     // Assign only what changed: a new message is one more change event in the view's debounce.
     if (this.view.description !== description) this.view.description = description;
     if (this.view.message !== message) this.view.message = message;
@@ -219,9 +224,10 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
         }
         const run = this.store.run(element.runId);
         if (!run) return [];
-        return run.instances
-          .filter((i) => !states || i.tasks.some((t) => states.includes(t.state)))
-          .map((i) => this.node(`instance:${i.id}`, () => new InstanceNode(run.id, i.id)));
+        // Live work first: running, then failed and killed, waiting, paused; then the rest in run order.
+        return liveFirst(run.instances.filter((i) => !states || i.tasks.some((t) => states.includes(t.state)))).map((i) =>
+          this.node(`instance:${i.id}`, () => new InstanceNode(run.id, i.id)),
+        );
       }
       case "instance": {
         const inst = this.store.instance(element.instanceId);
@@ -317,12 +323,16 @@ export class InstancesTree implements vscode.TreeDataProvider<InstancesNode>, vs
     item.id = `task:${taskKey(n.instanceId, n.task)}`;
     if (!ti) return item;
     const { description, spoken, facts } = describeTask(ti);
-    item.description = description;
-    item.iconPath = taskStateIcon(ti.state);
+    // Running as last reported, with no runner to say more: not known any more.
+    const unknown = ti.state === "running" && this.runnerState() !== "connected";
+    item.description = unknown ? "running? · no runner" : description;
+    item.iconPath = unknown ? new vscode.ThemeIcon("question") : taskStateIcon(ti.state);
     item.contextValue = `task.${ti.state}`;
-    item.accessibilityInformation = { label: `${n.task}: ${spoken}` };
+    item.accessibilityInformation = { label: `${n.task}: ${unknown ? "running as last reported, no runner" : spoken}` };
     const last = ti.history[ti.history.length - 1];
-    item.tooltip = `${n.task} — ${facts}${last ? `\n${ti.state} since ${localTime(last.at)} (${last.cause}${last.by ? ` by ${last.by}` : ""})` : ""}`;
+    item.tooltip =
+      (unknown ? "No runner is running: this is the state it last reported. Start Runner adopts the attempt if it still runs.\n" : "") +
+      `${n.task} — ${facts}${last ? `\n${ti.state} since ${localTime(last.at)} (${last.cause}${last.by ? ` by ${last.by}` : ""})` : ""}`;
     item.command = { command: "tideflow.showDetails", title: "Show Instance Details", arguments: [n] };
     return item;
   }
@@ -349,13 +359,6 @@ function batchFlags(counts: Record<TaskState, number>): string {
   return `${killable ? ".killable" : ""}${rerunnable ? ".rerunnable" : ""}`;
 }
 
-/** One state for a workflow instance, the most pressing of its tasks'. */
-export function instanceState(inst: Readonly<WorkflowInstance>): TaskState {
-  const has = (s: TaskState) => inst.tasks.some((t) => t.state === s);
-  for (const s of ["running", "failed", "killed", "waiting", "paused"] as const) if (has(s)) return s;
-  if (inst.tasks.every((t) => t.state === "success")) return "success";
-  return "not_run";
-}
 
 function dateRange(instances: readonly Readonly<WorkflowInstance>[]): string {
   if (instances.length === 0) return "no instance";

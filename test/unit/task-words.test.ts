@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Attempt, HistoryEntry, TaskInstance } from "../../protocol/runner";
-import { setSuccessBy, taskFacts, taskHeadline } from "../../common/task-words";
+import { instanceState, liveFirst, setSuccessBy, taskFacts, taskHeadline } from "../../common/task-words";
 import { detailsModel } from "../../client/details-model";
 
 const T0 = Date.UTC(2026, 11, 1, 10, 0, 0);
@@ -73,5 +73,31 @@ describe("task words", () => {
     assert.equal(model.kind, "found");
     const facts = new Map((model as { facts: { label: string; value: string }[] }).facts.map((f) => [f.label, f.value]));
     assert.match(facts.get("Set success") ?? "", /^by vscode at .+, from killed$/);
+  });
+});
+
+describe("live work first", () => {
+  const inst = (day: number, ...states: TaskInstance["state"][]) =>
+    ({ id: `run-1@202611${String(day).padStart(2, "0")}`, runId: "run-1", bizdate: `2026-11-${day}`, cyctime: "", state: "active", tasks: states.map((st) => ti(st, [])) }) as never as import("../../protocol/runner").WorkflowInstance;
+
+  test("a workflow instance shows its most pressing task state", () => {
+    assert.equal(instanceState(inst(1, "success", "running", "failed")), "running");
+    assert.equal(instanceState(inst(1, "success", "failed", "waiting")), "failed");
+    assert.equal(instanceState(inst(1, "success", "success")), "success");
+    assert.equal(instanceState(inst(1, "success", "not_run")), "not_run");
+  });
+
+  test("a 60-day backfill lists running, then failed, killed, waiting, paused, then the rest in run order", () => {
+    const days = Array.from({ length: 60 }, (_, d) => inst(d + 1, "success"));
+    days[41] = inst(42, "success", "running");
+    days[7] = inst(8, "failed");
+    days[50] = inst(51, "running");
+    days[3] = inst(4, "paused");
+    days[20] = inst(21, "waiting");
+    days[59] = inst(60, "not_run");
+    const order = liveFirst(days).map((i) => i.bizdate);
+    assert.deepEqual(order.slice(0, 5), ["2026-11-42", "2026-11-51", "2026-11-8", "2026-11-21", "2026-11-4"]);
+    assert.deepEqual(order.slice(5, 8), ["2026-11-1", "2026-11-2", "2026-11-3"], "the rest keep run order");
+    assert.equal(order.length, 60);
   });
 });
