@@ -52,6 +52,8 @@ class FileAnalyzer {
   private base = 0;
   private readonly calleeNames = { task: new Set<string>(), shell: new Set<string>(), workflow: new Set<string>() };
   private readonly tasksByConst = new Map<string, PendingTask>();
+  /** Constants holding a `task(...)`/`shell(...)` whose id cannot be read statically. */
+  private readonly unreadTaskConsts = new Set<string>();
   private readonly tasks: PendingTask[] = [];
   /**
    * A statement that does not parse may declare the task another one names; while the
@@ -101,6 +103,7 @@ class FileAnalyzer {
           if (kind === "task" || kind === "shell") {
             const pending = this.readTask(init, kind, node, d.id.name);
             if (pending) this.tasksByConst.set(d.id.name, pending);
+            else this.unreadTaskConsts.add(d.id.name);
           } else if (kind === "workflow") {
             workflowConsts.set(d.id.name, { call: init, statement: node, base });
           }
@@ -124,6 +127,17 @@ class FileAnalyzer {
     if (workflowCall) {
       this.base = workflowCall.base;
       workflow = this.readWorkflow(workflowCall.call, workflowCall.statement);
+      // One workflow per file (SPEC §1): any other `workflow(...)` constant is a second one.
+      for (const [name, other] of workflowConsts) {
+        if (other.call === workflowCall.call) continue;
+        this.base = other.base;
+        this.report(
+          this.range(other.call.arguments[0] ?? other.call),
+          "duplicate-workflow",
+          SEVERITY.error,
+          `\`${name}\` is a second \`workflow(...)\` in this file; a workflow file holds one workflow, its default export${workflow ? ` (\`${workflow.id}\`)` : ""}: move \`${name}\` to a file of its own.`,
+        );
+      }
     } else if (parsed.errors.length === 0) {
       const hint = workflowConsts.size > 0
         ? ` \`${[...workflowConsts.keys()][0]}\` is a workflow but not the default export: add \`export default ${[...workflowConsts.keys()][0]};\`.`
@@ -365,7 +379,15 @@ class FileAnalyzer {
       if (item.kind === "identifier") {
         const t = this.tasksByConst.get(item.name);
         if (t) t.model.listed = true;
-        else if (!this.hasParseErrors) this.report(this.range(item.node), "unknown-upstream", SEVERITY.error, `\`${item.name}\` is not a task constant of this file.`);
+        else if (this.unreadTaskConsts.has(item.name)) this.unreadTaskConst(item.node, item.name, "this entry of `tasks`");
+        else if (!this.hasParseErrors) {
+          this.report(
+            this.range(item.node),
+            "invalid-option",
+            SEVERITY.error,
+            `An entry of \`tasks\` must be a task constant of this file, and \`${item.name}\` is not one (declare it as \`export const ${item.name} = task("…", …)\` or \`shell("…", …)\`).`,
+          );
+        }
       } else if (item.kind === "call") {
         const kind = this.calleeKind(item.node);
         if (kind === "task" || kind === "shell") {
@@ -387,7 +409,8 @@ class FileAnalyzer {
       if (item.kind === "identifier") {
         const target = this.tasksByConst.get(item.name);
         if (!target) {
-          if (!this.hasParseErrors) this.report(range, "unknown-upstream", SEVERITY.error, `Upstream \`${item.name}\` is not a task constant of this file.`);
+          if (this.unreadTaskConsts.has(item.name)) this.unreadTaskConst(item.node, item.name, "this upstream");
+          else if (!this.hasParseErrors) this.report(range, "unknown-upstream", SEVERITY.error, `Upstream \`${item.name}\` is not a task constant of this file.`);
           continue;
         }
         task.model.upstream.push({ task: target.model.id, form: "identifier", range, taskRange: range });
@@ -441,6 +464,16 @@ class FileAnalyzer {
         this.report(t.idRange, "duplicate-task", SEVERITY.error, `Task id \`${id}\` is used more than once in this workflow (also on ${others.join(", ")}).`);
       }
     }
+  }
+
+  /** `name` holds a task whose id cannot be read: what refers to it is not checked either. */
+  private unreadTaskConst(node: Node, name: string, what: string): void {
+    this.report(
+      this.range(node),
+      "not-static",
+      SEVERITY.information,
+      `\`${name}\` is a task constant of this file whose id Tideflow cannot read statically, so ${what} is not checked; write its id as a string literal.`,
+    );
   }
 
   private readId(node: Node | undefined, call: TSESTree.CallExpression, what: string): { value: string; range: Range } | undefined {

@@ -1,0 +1,78 @@
+/**
+ * The language server's correctness gaps of issue 9 §2, each over stdio against the real
+ * server: a task constant whose id cannot be read, a second workflow in a file, an entry
+ * of `tasks` that names nothing, and a rename without a new name.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { type Diagnostic, RenameRequest } from "vscode-languageserver-protocol";
+import { LspClient, positionOf, uriOf } from "./harness";
+
+let client: LspClient;
+let dir: string;
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "tideflow-lsp-correct-"));
+  client = await LspClient.start({ root: dir });
+});
+after(async () => {
+  await client.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const text = (d: Diagnostic) => (typeof d.message === "string" ? d.message : "");
+
+async function diagnose(name: string, source: string): Promise<Diagnostic[]> {
+  const uri = uriOf(join(dir, name));
+  const got = client.waitForDiagnostics(uri);
+  await client.open(uri, source);
+  return got;
+}
+
+test("a listed task constant whose id is not static: not-static, not unknown-upstream", async () => {
+  const ds = await diagnose(
+    "dynamic.flow.ts",
+    `import { workflow, shell } from "tideflow";\nconst X = "a";\nexport const a = shell(X, "true");\nexport const b = shell("b", { upstream: [a] }, "true");\nexport default workflow("dyn", { tasks: [a, b] });\n`,
+  );
+  assert.deepEqual(ds.filter((d) => d.code === "unknown-upstream" || d.code === "invalid-option"), [], JSON.stringify(ds));
+  const about = ds.filter((d) => d.code === "not-static" && /`a` is a task constant of this file whose id Tideflow cannot read statically/.test(text(d)));
+  assert.equal(about.length, 2, `one for the tasks entry, one for the upstream: ${JSON.stringify(ds)}`);
+  assert.ok(about.every((d) => d.severity === 3));
+});
+
+test("a second workflow(...) in a file is an error on it", async () => {
+  const ds = await diagnose(
+    "two.flow.ts",
+    `import { workflow, shell } from "tideflow";\nexport const a = shell("a", "true");\nexport const w1 = workflow("first", { tasks: [a] });\nexport default workflow("second", { tasks: [a] });\n`,
+  );
+  const second = ds.filter((d) => d.code === "duplicate-workflow");
+  assert.equal(second.length, 1, JSON.stringify(ds));
+  assert.match(text(second[0]), /`w1` is a second `workflow\(\.\.\.\)` in this file; a workflow file holds one workflow, its default export \(`second`\)/);
+  assert.equal(second[0].range.start.line, 2);
+});
+
+test("an entry of tasks that names no task constant says what it is", async () => {
+  const ds = await diagnose(
+    "names-nothing.flow.ts",
+    `import { workflow, shell } from "tideflow";\nexport const a = shell("a", "true");\nconst helper = 5;\nexport default workflow("nothing", { tasks: [a, helper] });\n`,
+  );
+  const bad = ds.filter((d) => d.code === "invalid-option");
+  assert.equal(bad.length, 1, JSON.stringify(ds));
+  assert.match(text(bad[0]), /An entry of `tasks` must be a task constant of this file, and `helper` is not one/);
+  assert.ok(!ds.some((d) => d.code === "unknown-upstream"), "it is not an upstream");
+});
+
+test("rename without newName is an error, not edits with no text", async () => {
+  const source = `import { workflow, shell } from "tideflow";\nexport const a = shell("a", "true");\nexport default workflow("ren", { tasks: [a] });\n`;
+  await diagnose("ren.flow.ts", source);
+  const uri = uriOf(join(dir, "ren.flow.ts"));
+  const position = positionOf(source, '"a"', 1);
+  await assert.rejects(
+    client.connection.sendRequest(RenameRequest.method, { textDocument: { uri }, position }),
+    (e: Error & { code?: number }) => e.code === -32602 && /needs newName/.test(e.message),
+  );
+  const ok = (await client.connection.sendRequest(RenameRequest.method, { textDocument: { uri }, position, newName: "renamed" })) as { changes: Record<string, { newText: string }[]> };
+  assert.ok(Object.values(ok.changes).flat().every((e) => e.newText === "renamed"));
+});
