@@ -24,7 +24,11 @@ export function prepareRename(index: WorkspaceIndex, uri: string, position: Posi
   return { range: hit.at.taskRange, placeholder: hit.target.task.id };
 }
 
-export function rename(index: WorkspaceIndex, uri: string, position: Position, newName: string): WorkspaceEdit | null {
+export function rename(index: WorkspaceIndex, uri: string, position: Position, newName: unknown): WorkspaceEdit | null {
+  // Checked before anything: RegExp.test(undefined) tests the string "undefined".
+  if (typeof newName !== "string") {
+    throw new ResponseError(ErrorCodes.InvalidParams, `textDocument/rename needs newName, the new task id as a string; got ${newName === undefined ? "none" : typeof newName}.`);
+  }
   const hit = index.taskAt(uri, position);
   if (!hit) return null;
   if (!ID_PATTERN.test(newName)) {
