@@ -98,7 +98,13 @@ export async function dag(a: DagOptions): Promise<number> {
     await writeFile(out, svg);
     process.stdout.write(`${relative(process.cwd(), out)}: ${graph.nodes.length} nodes, ${graph.edges.length} edges\n`);
   }
-  return 0;
+  // What could be drawn is written; a file with errors still fails, saying which.
+  const errors = index.diagnostics(file.uri).filter((d) => d.severity === 1).sort(byPosition);
+  if (errors.length === 0) return 0;
+  const shown = relative(process.cwd(), target) || a.path;
+  for (const d of errors) process.stderr.write(`${shown}:${d.range.start.line + 1}:${d.range.start.character + 1}: error [${d.code}] ${d.message}\n`);
+  process.stderr.write(`${shown} has ${errors.length} error${errors.length === 1 ? "" : "s"}: the DAG drawn may be incomplete\n`);
+  return 1;
 }
 
 function byPosition(a: TideflowDiagnostic, b: TideflowDiagnostic): number {

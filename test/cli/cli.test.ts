@@ -65,6 +65,21 @@ test("dag writes an SVG with one box per task, cross-workflow upstreams included
   }
 });
 
+test("dag on a file with errors writes what it can, prints the errors and exits 1", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tideflow-cli-"));
+  try {
+    writeFileSync(join(dir, "bad.flow.ts"), `import { workflow, shell } from "tideflow";\nexport const a = shell("a", { timeout: "soon" }, "true");\nexport const b = shell("b", { upstream: [a] }, "true");\nexport default workflow("bad", { tasks: [a, b] });\n`);
+    const out = join(dir, "bad.svg");
+    const r = tideflow(["dag", "bad.flow.ts", "--svg", out], dir);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal((readFileSync(out, "utf8").match(/<g class="node /g) ?? []).length, 2, "still drawn");
+    assert.match(r.stderr, /^bad\.flow\.ts:2:\d+: error \[invalid-duration\] /m);
+    assert.match(r.stderr, /^bad\.flow\.ts has 1 error: the DAG drawn may be incomplete$/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("usage errors say what is wrong and exit 2", () => {
   const r = tideflow(["check"]);
   assert.equal(r.code, 2);
