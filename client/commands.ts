@@ -381,7 +381,12 @@ async function revealRun(ctx: CommandContext, run: Run): Promise<void> {
   while (ctx.store.run(run.id) && Date.now() < deadline) {
     await ctx.instances.flushed();
     try {
-      await ctx.instancesView.reveal(ctx.instances.taskNode(run.id, first.id, task.id), { select: false, focus: false, expand: true });
+      // The instance itself, expanded (its ancestors open on the way), then its first task:
+      // revealing only the task left the instance collapsed now and then.
+      const taskNode = ctx.instances.taskNode(run.id, first.id, task.id);
+      const instanceNode = ctx.instances.getParent(taskNode)!;
+      await ctx.instancesView.reveal(instanceNode, { select: false, focus: false, expand: true });
+      await ctx.instancesView.reveal(taskNode, { select: false, focus: false });
       return;
     } catch (e) {
       error = e;
@@ -401,6 +406,7 @@ function followRun(ctx: CommandContext, run: Run): Thenable<void> {
     (progress, token) =>
       new Promise<void>((resolve) => {
         let reported = 0;
+        let gone: vscode.Disposable | undefined;
         const update = () => {
           const s = ctx.store.summary(run.id);
           if (!s) return;
@@ -411,6 +417,7 @@ function followRun(ctx: CommandContext, run: Run): Thenable<void> {
           reported = pct;
           if (s.state !== "running") {
             sub.dispose();
+            gone?.dispose();
             resolve();
             void announceEnd(ctx, s);
           }
@@ -418,7 +425,16 @@ function followRun(ctx: CommandContext, run: Run): Thenable<void> {
         const sub = ctx.store.onDidChange((c) => {
           if (c.structure || c.runs.has(run.id)) update();
         });
+        // With no runner there is nothing to follow, and Cancel could not kill anything:
+        // the progress ends (the crash has its own notification; the run goes on with the next runner).
+        gone = ctx.connection.onDidChangeState((state) => {
+          if (state !== "stopped") return;
+          sub.dispose();
+          gone?.dispose();
+          resolve();
+        });
         token.onCancellationRequested(() => {
+          gone?.dispose();
           void ctx.connection.request("task.operate", { run: run.id, op: "kill", by: "vscode" }).catch((e: unknown) => {
             if (e instanceof RunnerError && e.code === "nothing-to-do") return;
             void vscode.window.showErrorMessage(`Tideflow: ${e instanceof Error ? e.message : String(e)}`);

@@ -21,6 +21,7 @@ import { processAlive } from "../common/process-alive";
 export type ConnectionState = "stopped" | "connecting" | "connected" | "unreachable";
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000];
+const STOPPING = "the runner is stopping";
 
 export class RunnerConnection implements vscode.Disposable {
   state: ConnectionState = "stopped";
@@ -34,12 +35,21 @@ export class RunnerConnection implements vscode.Disposable {
   private readonly stateEmitter = new vscode.EventEmitter<ConnectionState>();
   private readonly connectedEmitter = new vscode.EventEmitter<RunnerClient>();
   private readonly eventEmitter = new vscode.EventEmitter<ApiEvent>();
+  private readonly crashEmitter = new vscode.EventEmitter<{ pid: number }>();
+  /** The runner whose connection went without a `stopping` notice, until we know whether it died. */
+  private unannounced: { pid: number } | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   /** Fires on every state change. */
   readonly onDidChangeState = this.stateEmitter.event;
   /** Fires after each (re)connection, once subscribed to records: fetch the state now. */
   readonly onDidConnect = this.connectedEmitter.event;
   readonly onEvent = this.eventEmitter.event;
+  /**
+   * Fires when the runner died without saying it was stopping (killed, crashed): its
+   * process is gone, the state the views show is only what it last reported, and its
+   * attempts may still run, for the next runner to adopt.
+   */
+  readonly onDidCrash = this.crashEmitter.event;
 
   constructor(
     /** The workspace folder; undefined with no folder open (then no runner: it keeps its state in the folder). */
@@ -48,7 +58,7 @@ export class RunnerConnection implements vscode.Disposable {
     private readonly log: (line: string) => void,
     private readonly keepAlive: () => boolean,
   ) {
-    this.disposables.push(this.stateEmitter, this.connectedEmitter, this.eventEmitter);
+    this.disposables.push(this.stateEmitter, this.connectedEmitter, this.eventEmitter, this.crashEmitter);
     if (!root) return;
     const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(join(root, ".tideflow")), "runner.json"));
     const onInfo = () => {
@@ -138,7 +148,7 @@ export class RunnerConnection implements vscode.Disposable {
 
   private async adopt(client: RunnerClient): Promise<void> {
     client.onEvent((e) => {
-      if (e.event === "stopping") return this.lost(client, "the runner is stopping");
+      if (e.event === "stopping") return this.lost(client, client.stopAnnounced ? STOPPING : "the connection closed");
       this.eventEmitter.fire(e);
     });
     client.onClose(() => this.lost(client, "the connection closed"));
@@ -146,6 +156,7 @@ export class RunnerConnection implements vscode.Disposable {
     this.client = client;
     this.attempt = 0;
     this.stoppingOnPurpose = false;
+    this.unannounced = undefined;
     this.setState("connected");
     this.connectedEmitter.fire(client);
   }
@@ -162,8 +173,25 @@ export class RunnerConnection implements vscode.Disposable {
       this.setState("stopped");
       return;
     }
+    // A runner that stops on request says so first ("stopping"); one that just goes died.
+    this.unannounced = client.stopAnnounced ? undefined : { pid: client.info.pid };
+    if (!processAlive(client.info.pid)) {
+      this.setState("stopped");
+      this.reportCrash();
+      return;
+    }
     this.setState("connecting");
     this.scheduleReconnect();
+  }
+
+  /** The runner that went without notice is gone: say so, once. */
+  private reportCrash(): void {
+    const lost = this.unannounced;
+    this.unannounced = undefined;
+    if (lost && !this.disposed) {
+      this.log(`the runner (pid ${lost.pid}) stopped unexpectedly`);
+      this.crashEmitter.fire(lost);
+    }
   }
 
   private scheduleReconnect(): void {
@@ -176,7 +204,10 @@ export class RunnerConnection implements vscode.Disposable {
         (client) => {
           if (client) return;
           // No runner.json, or its process is gone: the runner stopped (or crashed); a run command starts a new one.
-          if (!this.runnerPidAlive()) return this.setState("stopped");
+          if (!this.runnerPidAlive()) {
+            this.setState("stopped");
+            return this.reportCrash();
+          }
           this.setState("unreachable");
           this.scheduleReconnect();
         },

@@ -199,6 +199,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<Tidefl
       void vscode.commands.executeCommand("setContext", "tideflow.runnerState", s);
       instances.refreshAll();
     }),
+    conn.onDidCrash(({ pid }) => {
+      void vscode.window
+        .showWarningMessage(
+          `Tideflow: the runner (pid ${pid}) stopped unexpectedly. The states shown are as it last reported them; ` +
+            "tasks it was running may still run. Start Runner adopts them, with their logs.",
+          "Start Runner",
+        )
+        .then((choice) => choice === "Start Runner" && vscode.commands.executeCommand("tideflow.startRunner"));
+    }),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration("tideflow.instances")) instances.refreshAll();
     }),

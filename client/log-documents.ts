@@ -8,7 +8,9 @@
 import * as vscode from "vscode";
 import type { ApiEvent } from "../protocol/api";
 import { TERMINAL_TASK_STATES } from "../protocol/runner";
-import type { RunnerConnection } from "./connection";
+import { NotRunningError, type RunnerConnection } from "./connection";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 
 export { lastErrorLine } from "./log-lines";
 
@@ -118,11 +120,28 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
           this.place(log, again.text, again.size);
         }
       } catch (e) {
-        log.error = e instanceof Error ? e.message : String(e);
+        // No runner: logs are files. Read it from .tideflow/logs; the next connection
+        // reads on from there and follows the attempt if it still runs.
+        const fromDisk = e instanceof NotRunningError ? await this.readFromDisk(t) : undefined;
+        if (fromDisk !== undefined) {
+          this.place(log, fromDisk.toString("utf8"), fromDisk.length);
+          log.error = undefined;
+        } else log.error = e instanceof Error ? e.message : String(e);
       }
       this.changed(key);
     })();
     return log.loading;
+  }
+
+  /** The attempt's log file as the runner writes it (runner/logs.ts), or undefined when it cannot be read. */
+  private async readFromDisk(t: LogTarget): Promise<Buffer | undefined> {
+    const root = this.connection.root;
+    if (!root || /[/\\]|^\.\.?$/.test(t.instanceId) || /[/\\]/.test(t.task)) return undefined;
+    try {
+      return await readFile(join(root, ".tideflow", "logs", t.instanceId, `${t.task}.${t.attempt}.log`));
+    } catch {
+      return undefined;
+    }
   }
 
   /** Appends the part of `text` (which ends at byte `end` of the file) that is not there yet. */

@@ -16,6 +16,13 @@ export class RunnerClient {
   private readonly listeners = new Set<(e: ApiEvent) => void>();
   private readonly closeListeners = new Set<() => void>();
   private closedError: Error | undefined;
+  /**
+   * The runner itself said it is stopping (a `stopping` event on the socket, or a close
+   * with code 1001, going away). The close of the socket is also passed to event listeners
+   * as `stopping`; this tells the two apart: a connection that closes without either lost
+   * a runner that died.
+   */
+  stopAnnounced = false;
 
   private constructor(
     private readonly socket: WebSocket,
@@ -26,6 +33,7 @@ export class RunnerClient {
     socket.on("message", (data) => {
       const msg = JSON.parse(data.toString()) as ApiServerMessage;
       if ("event" in msg) {
+        if (msg.event === "stopping") this.stopAnnounced = true;
         for (const l of this.listeners) l(msg);
         return;
       }
@@ -35,7 +43,9 @@ export class RunnerClient {
       if ("error" in msg) p.reject(new RunnerError(msg.error));
       else p.resolve(msg.result);
     });
-    socket.on("close", () => {
+    socket.on("close", (code) => {
+      // 1001 "going away": the runner closes its clients so when it stops (api-server.ts).
+      if (code === 1001) this.stopAnnounced = true;
       this.closedError = new Error("the runner closed the connection");
       for (const p of this.pending.values()) p.reject(this.closedError);
       this.pending.clear();

@@ -94,11 +94,17 @@ async function pick(page: Page, label: string | RegExp): Promise<void> {
   await row.click();
 }
 
-/** Types into the input box that is open and presses Enter. */
-async function answer(page: Page, text: string): Promise<void> {
+/**
+ * Waits for the input box whose prompt holds `prompt`, types `text` into it and presses
+ * Enter once the box holds it. One prompt follows another in the same widget: typing
+ * before the next prompt is up would land in the one just answered (or be overwritten by
+ * the next one's default).
+ */
+async function answer(page: Page, prompt: string, text: string): Promise<void> {
+  await quickInput(page).locator(".quick-input-message", { hasText: prompt }).waitFor({ state: "visible", timeout: 20_000 });
   const box = quickInput(page).locator(".quick-input-box input");
-  await box.waitFor({ state: "visible" });
   await box.fill(text);
+  await until(`the box for "${prompt}" to hold ${text}`, async () => (await box.inputValue()) === text || (await box.fill(text), false), 10_000);
   await page.keyboard.press("Enter");
 }
 
@@ -303,8 +309,8 @@ describe("VS Code extension, trusted workspace", { concurrency: false, timeout: 
   test("a backfill from the palette shows its plan and runs after confirming", async () => {
     await showFile(wb, "daily-sales.flow.ts");
     await wb.runCommand("Tideflow: Backfill…");
-    await answer(page, "2026-11-01");
-    await answer(page, "2026-11-03");
+    await answer(page, "First bizdate", "2026-11-01");
+    await answer(page, "Last bizdate", "2026-11-03");
     await pick(page, "All tasks");
     await pick(page, "2");
     await pick(page, "Ascending");
@@ -335,7 +341,59 @@ describe("VS Code extension, trusted workspace", { concurrency: false, timeout: 
     cli(["runner", "start"]);
     await until("the status bar to say idle (attached to the CLI's runner)", async () => (await statusBar.innerText()).includes("Tideflow: idle"), 30_000);
     await treeRow(page, "Instances", "run-1").waitFor({ timeout: 30_000 });
+    assert.ok(!(await wb.notifications()).some((n) => n.includes("stopped unexpectedly")), "a stop from a terminal is no crash");
     await wb.screenshot("08a-reattached");
+  });
+
+  test("kill -9 of the runner: the editor says so, running rows say no runner, Start Runner adopts the task", async () => {
+    await showFile(wb, "slow.flow.ts");
+    await wb.runCommand("Tideflow: Test Workflow");
+    await pick(page, "yesterday");
+    await until("slow_sleep running", async () => (await rowLabel(page, "Instances", "slow_sleep")).includes(": running"), 60_000);
+    const progress = () => wb.notifications().then((ns) => ns.some((n) => n.includes("test of slow_flow")));
+    await until("the run's progress notification", progress, 20_000);
+    // The line is in the attempt's log file (what a runner had written before it died is
+    // what the editor can read from disk afterwards).
+    const client = await runnerClient(wb.workspaceDir);
+    let logFile: string;
+    try {
+      const runs = (await client.request("runs.list", {})).filter((r) => r.workflow === "slow_flow").sort((a, b) => b.createdAt - a.createdAt);
+      const run = await client.request("runs.get", { run: runs[0].id });
+      logFile = join(wb.workspaceDir, ".tideflow", "logs", run.instances[0].id, "slow_sleep.1.log");
+    } finally {
+      client.close();
+    }
+    await until("the log file to hold the task's first line", () => existsSync(logFile) && readFileSync(logFile, "utf8").includes("starting the long sleep"), 30_000);
+    const info = readRunnerInfo(wb.workspaceDir)!;
+    process.kill(info.pid, "SIGKILL");
+    await until("the crash notification", async () => (await wb.notifications()).some((n) => n.includes(`the runner (pid ${info.pid}) stopped unexpectedly`)), 30_000);
+    assert.equal((await wb.notifications()).filter((n) => n.includes("stopped unexpectedly")).length, 1, "one crash, one notification");
+    await until("the running row to say there is no runner", async () => (await rowLabel(page, "Instances", "slow_sleep")).includes("no runner"), 30_000);
+    // No progress notification (with its Cancel) is left for a run no runner follows.
+    await until("the run's progress notification to go", async () => !(await progress()), 15_000);
+    await wb.screenshot("08b-runner-crashed");
+    // Logs are files: Show Log with no runner reads it from .tideflow/logs.
+    await contextMenu(page, treeRow(page, "Instances", "slow_sleep"), "Show Log");
+    await page.locator(".tabs-container .tab.active", { hasText: "slow_sleep.1.log" }).waitFor({ timeout: 30_000 });
+    await page.locator(".editor-instance .view-lines", { hasText: "starting the long sleep" }).first().waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator(".editor-instance .view-lines", { hasText: "not running" }).count(), 0, "the log, not a 'runner is not running' page");
+    // The warning's own button; VS Code may have moved the toast to the notification center meanwhile.
+    const toastButton = page.locator(".notifications-toasts .notification-toast", { hasText: "stopped unexpectedly" }).first().locator(".monaco-button", { hasText: "Start Runner" });
+    if (!(await toastButton.isVisible())) await wb.runCommand("Notifications: Show Notifications");
+    const button = (await toastButton.isVisible())
+      ? toastButton
+      : page.locator(".notifications-center .notification-list-item", { hasText: "stopped unexpectedly" }).first().locator(".monaco-button", { hasText: "Start Runner" });
+    await button.click({ timeout: 20_000 });
+    await until("slow_sleep running again, adopted by the new runner", async () => {
+      const label = await rowLabel(page, "Instances", "slow_sleep");
+      return label.includes(": running") && !label.includes("no runner");
+    }, 60_000);
+    const now = readRunnerInfo(wb.workspaceDir)!;
+    assert.notEqual(now.pid, info.pid, "a new runner");
+    await wb.screenshot("08c-runner-adopted");
+    // Leave nothing running for the next test.
+    execFileSync(process.execPath, [join(ROOT, "dist", "cli.js"), "kill", "last"], { cwd: wb.workspaceDir, encoding: "utf8" });
+    await until("slow_sleep killed", async () => (await rowLabel(page, "Instances", "slow_sleep")).includes(": killed"), 60_000);
   });
 
   test("the DAG preview shows every node with its state color", async () => {
