@@ -11,13 +11,11 @@
 import type { StartEffect } from "../../protocol/runner";
 import { attemptMarker } from "./kinds";
 import { MARKER_VAR } from "./process-tree";
+import { paramVar } from "../../common/params";
 
 export { attemptMarker };
 
-/** `PARAM_<NAME>`: the param name upper-cased, characters a shell variable cannot hold as `_`. */
-export function paramVar(name: string): string {
-  return `PARAM_${name.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}`;
-}
+export { paramVar };
 
 /**
  * What an attempt adds to the environment, for shell and TS tasks alike: BIZDATE

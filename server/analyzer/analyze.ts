@@ -18,6 +18,7 @@ import {
 import { checkCron } from "../../common/cron";
 import { isTimeZone } from "../../common/zone";
 import { parseDuration } from "../../common/durations";
+import { PARAM_NAME, paramVar } from "../../common/params";
 import { describeKind, evaluate, type Property, type Value } from "./evaluate";
 import { LineIndex } from "./line-index";
 import { parseFile, type StatementCache } from "./parse";
@@ -52,6 +53,8 @@ class FileAnalyzer {
   private base = 0;
   private readonly calleeNames = { task: new Set<string>(), shell: new Set<string>(), workflow: new Set<string>() };
   private readonly tasksByConst = new Map<string, PendingTask>();
+  /** Where each key of a params object read from this file is written. */
+  private readonly paramKeys = new Map<Record<string, string>, Map<string, Range>>();
   /** Constants holding a `task(...)`/`shell(...)` whose id cannot be read statically. */
   private readonly unreadTaskConsts = new Set<string>();
   private readonly tasks: PendingTask[] = [];
@@ -169,6 +172,17 @@ class FileAnalyzer {
       }
     }
     if (workflow) workflow.tasks = allTasks.filter((t) => t.listed);
+    // A task's params override the workflow's by name; a different spelling of one variable would clash.
+    if (workflow?.params) {
+      const wfByVar = new Map(Object.keys(workflow.params).map((k) => [paramVar(k), k]));
+      for (const t of allTasks) {
+        if (!t.params) continue;
+        for (const [key, range] of this.paramKeys.get(t.params) ?? []) {
+          const other = wfByVar.get(paramVar(key));
+          if (other !== undefined && other !== key) this.paramClash(range, other, key);
+        }
+      }
+    }
     return { uri: this.uri, workflow, tasks: allTasks, diagnostics: this.diagnostics };
   }
 
@@ -519,12 +533,38 @@ class FileAnalyzer {
       return undefined;
     }
     const out: Record<string, string> = {};
+    const keys = new Map<string, Range>();
+    this.paramKeys.set(out, keys);
+    const byVar = new Map<string, string>();
     for (const entry of v.props) {
+      const keyRange = this.range(entry.keyNode);
+      keys.set(entry.key, keyRange);
+      if (!PARAM_NAME.test(entry.key)) {
+        this.report(
+          keyRange,
+          "invalid-option",
+          SEVERITY.error,
+          `Param name ${JSON.stringify(entry.key)} is not one a shell task can see as $${paramVar(entry.key)}: names start with a letter or \`_\` and hold letters, digits, \`_\` and \`-\`.`,
+        );
+      }
+      const other = byVar.get(paramVar(entry.key));
+      if (other !== undefined && other !== entry.key) this.paramClash(keyRange, other, entry.key);
+      byVar.set(paramVar(entry.key), entry.key);
       if (entry.value.kind === "string") out[entry.key] = entry.value.value;
       else if (entry.value.kind === "dynamic" || entry.value.kind === "identifier" || entry.value.kind === "call") this.notStatic(entry.value, `param \`${entry.key}\``);
       else this.report(this.range(entry.value.node), "invalid-option", SEVERITY.error, `Param \`${entry.key}\` must be a string, got ${describeKind(entry.value)}.`);
     }
     return out;
+  }
+
+  /** Two param names that are one environment variable: the second is reported. */
+  private paramClash(range: Range, first: string, second: string): void {
+    this.report(
+      range,
+      "invalid-option",
+      SEVERITY.error,
+      `Params \`${first}\` and \`${second}\` are both $${paramVar(second)} in a shell task's environment: rename one.`,
+    );
   }
 
   private expect(p: Property, expected: string, got: Value): void {

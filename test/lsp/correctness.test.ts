@@ -76,3 +76,23 @@ test("rename without newName is an error, not edits with no text", async () => {
   const ok = (await client.connection.sendRequest(RenameRequest.method, { textDocument: { uri }, position, newName: "renamed" })) as { changes: Record<string, { newText: string }[]> };
   assert.ok(Object.values(ok.changes).flat().every((e) => e.newText === "renamed"));
 });
+
+test("params: names that are no environment variable, and two names that are one, are errors", async () => {
+  const ds = await diagnose(
+    "params.flow.ts",
+    [
+      `import { workflow, shell } from "tideflow";`,
+      `export const a = shell("a", { params: { lower: "1", LOWER: "2", "min-rows": "5", "rows count": "3" } }, "true");`,
+      `export const b = shell("b", { params: { Region: "eu" } }, "true");`,
+      `export default workflow("params", { params: { region: "all", min_rows: "1" }, tasks: [a, b] });`,
+      ``,
+    ].join("\n"),
+  );
+  const bad = ds.filter((d) => d.code === "invalid-option").map(text).sort();
+  assert.deepEqual(bad, [
+    "Param name \"rows count\" is not one a shell task can see as $PARAM_ROWS_COUNT: names start with a letter or `_` and hold letters, digits, `_` and `-`.",
+    "Params `lower` and `LOWER` are both $PARAM_LOWER in a shell task's environment: rename one.",
+    "Params `min_rows` and `min-rows` are both $PARAM_MIN_ROWS in a shell task's environment: rename one.",
+    "Params `region` and `Region` are both $PARAM_REGION in a shell task's environment: rename one.",
+  ]);
+});
