@@ -39,6 +39,15 @@ export interface TideflowDiagnostic {
   severity: Severity;
   code: DiagnosticCode;
   message: string;
+  /** The fix a person would make, when it is obvious (a quick fix in the editor). */
+  fix?: DiagnosticFix;
+}
+
+/** Replace each range of the diagnostic's file with its text. */
+export interface DiagnosticFix {
+  /** What the quick fix says: "Change to `transform`". */
+  title: string;
+  edits: { range: Range; newText: string }[];
 }
 
 /** One entry of a task's `upstream` list. */

@@ -8,11 +8,13 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
+  CodeActionKind,
   DidChangeConfigurationNotification,
   DidChangeWatchedFilesNotification,
   FileChangeType,
   TextDocumentSyncKind,
   TextDocuments,
+  type CodeAction,
   type Connection,
   type Diagnostic,
   type InitializeResult,
@@ -101,6 +103,7 @@ class TideflowServer {
           documentSymbolProvider: true,
           foldingRangeProvider: true,
           codeLensProvider: { resolveProvider: false },
+          codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
           workspace: { workspaceFolders: { supported: true } },
         },
         serverInfo: { name: "tideflow", version: "0.1.0" },
@@ -169,6 +172,9 @@ class TideflowServer {
     c.onRenameRequest((p) => (this.flush(p.textDocument.uri), rename(this.index, canonical(p.textDocument.uri), p.position, p.newName)));
     c.onDocumentSymbol((p) => this.guard("symbols", () => this.withFile(p.textDocument.uri, documentSymbols, []), []));
     c.onFoldingRanges((p) => this.guard("folding", () => this.withFile(p.textDocument.uri, foldingRanges, []), []));
+    c.onCodeAction((p) =>
+      this.guard("codeAction", () => this.withFile(p.textDocument.uri, (f) => quickFixes(p.textDocument.uri, p.context.diagnostics, this.index.diagnostics(f.uri)), []), []),
+    );
     c.onCodeLens((p) => this.guard("codeLens", () => this.withFile(p.textDocument.uri, (f) => codeLenses(f, this.index.diagnostics(f.uri).filter((d) => d.severity === SEVERITY.error).length), []), []));
 
     c.onRequest(WorkflowsRequest, async () => {
@@ -416,7 +422,25 @@ function clampChange(doc: TextDocument, change: TextDocumentContentChangeEvent):
 }
 
 function toLsp(d: TideflowDiagnostic): Diagnostic {
-  return { range: d.range, severity: d.severity, code: d.code, source: "tideflow", message: d.message };
+  return { range: d.range, severity: d.severity, code: d.code, source: "tideflow", message: d.message, ...(d.fix ? { data: d.fix } : {}) };
+}
+
+/**
+ * Quick fixes for the diagnostics the editor asks about: each one's `data` (the fix the
+ * analyzer attached), or, from a client that does not send `data` back, the fix of the
+ * current diagnostic with the same code, start and message.
+ */
+function quickFixes(uri: string, asked: Diagnostic[], current: TideflowDiagnostic[]): CodeAction[] {
+  const out: CodeAction[] = [];
+  for (const d of asked) {
+    if (d.source !== "tideflow") continue;
+    const same = (x: TideflowDiagnostic) =>
+      x.code === d.code && x.message === d.message && x.range.start.line === d.range.start.line && x.range.start.character === d.range.start.character;
+    const fix = (d.data as TideflowDiagnostic["fix"] | undefined) ?? current.find(same)?.fix;
+    if (!fix || !Array.isArray(fix.edits)) continue;
+    out.push({ title: fix.title, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, edit: { changes: { [uri]: fix.edits } } });
+  }
+  return out;
 }
 
 function mergeSettings(raw: unknown): ServerSettings {

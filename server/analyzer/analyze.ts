@@ -7,6 +7,7 @@ import {
   ID_PATTERN,
   SEVERITY,
   type DiagnosticCode,
+  type DiagnosticFix,
   type FileAnalysis,
   type Range,
   type Severity,
@@ -434,7 +435,13 @@ class FileAnalyzer {
         if (ref.workflow === undefined && !localIds.has(ref.task)) {
           if (this.hasParseErrors) continue;
           const hint = closest(ref.task, [...localIds]);
-          this.report(range, "unknown-upstream", SEVERITY.error, `Upstream \`${ref.task}\` names no task of this workflow.${hint ? ` Did you mean \`${hint}\`?` : ""}`);
+          this.report(
+            range,
+            "unknown-upstream",
+            SEVERITY.error,
+            `Upstream \`${ref.task}\` names no task of this workflow.${hint ? ` Did you mean \`${hint}\`?` : ""}`,
+            hint ? { title: `Change to \`${hint}\``, edits: [{ range: ref.taskRange, newText: hint }] } : undefined,
+          );
           continue;
         }
         task.model.upstream.push(ref);
@@ -577,7 +584,15 @@ class FileAnalyzer {
 
   private unknownKey(p: Property, known: string[], owner: string): void {
     const hint = closest(p.key, known);
-    this.report(this.range(p.keyNode), "invalid-option", SEVERITY.error, `Unknown ${owner} option \`${p.key}\`${hint ? `; did you mean \`${hint}\`?` : ""} (known: ${known.join(", ")}).`);
+    const keyRange = this.range(p.keyNode);
+    this.report(
+      keyRange,
+      "invalid-option",
+      SEVERITY.error,
+      `Unknown ${owner} option \`${p.key}\`${hint ? `; did you mean \`${hint}\`?` : ""} (known: ${known.join(", ")}).`,
+      // A quoted key keeps its quotes: only the name inside changes.
+      hint ? { title: `Change to \`${hint}\``, edits: [{ range: p.keyNode.type === "Literal" ? inner(keyRange) : keyRange, newText: hint }] } : undefined,
+    );
   }
 
   private notStatic(v: Value, what: string): void {
@@ -585,8 +600,8 @@ class FileAnalyzer {
     this.report(this.range(v.node), "not-static", SEVERITY.information, `Tideflow cannot read ${what} statically (${why}), so it is not checked.`);
   }
 
-  private report(range: Range, code: DiagnosticCode, severity: Severity, message: string): void {
-    this.diagnostics.push({ range, code, severity, message });
+  private report(range: Range, code: DiagnosticCode, severity: Severity, message: string, fix?: DiagnosticFix): void {
+    this.diagnostics.push({ range, code, severity, message, ...(fix ? { fix } : {}) });
   }
 
   private offsets(node: Node): [number, number] {
@@ -614,6 +629,11 @@ function formatBytes(n: number): string {
 }
 
 /** The candidate within edit distance 2 (or a third of the length), if any. */
+/** A one-line string literal's range without its quotes. */
+function inner(r: Range): Range {
+  return { start: { line: r.start.line, character: r.start.character + 1 }, end: { line: r.end.line, character: r.end.character - 1 } };
+}
+
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDist = Math.max(2, Math.floor(word.length / 3)) + 1;

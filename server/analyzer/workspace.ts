@@ -263,14 +263,20 @@ function unknownQualified(ref: UpstreamRef, owners: Map<string, FileAnalysis>, w
   const wf = ref.workflow!;
   const owner = owners.get(wf);
   let message: string;
+  let fix: TideflowDiagnostic["fix"];
   if (!owner?.workflow) {
     const hint = closest(wf, workflowIds);
     message = `Upstream \`${wf}.${ref.task}\`: no workflow \`${wf}\` in the workspace.${hint ? ` Did you mean \`${hint}\`?` : ""}`;
+    // The workflow part: from after the opening quote to the dot before the task id.
+    const start = { line: ref.range.start.line, character: ref.range.start.character + 1 };
+    const end = { line: ref.taskRange.start.line, character: ref.taskRange.start.character - 1 };
+    if (hint && start.line === end.line && end.character - start.character === wf.length) fix = { title: `Change to \`${hint}.${ref.task}\``, edits: [{ range: { start, end }, newText: hint }] };
   } else {
     const hint = closest(ref.task, owner.workflow.tasks.map((t) => t.id));
     message = `Upstream \`${wf}.${ref.task}\`: workflow \`${wf}\` (${basename(owner.uri)}) has no task \`${ref.task}\`.${hint ? ` Did you mean \`${hint}\`?` : ""}`;
+    if (hint) fix = { title: `Change to \`${wf}.${hint}\``, edits: [{ range: ref.taskRange, newText: hint }] };
   }
-  return { range: ref.range, severity: SEVERITY.error, code: "unknown-upstream", message };
+  return { range: ref.range, severity: SEVERITY.error, code: "unknown-upstream", message, ...(fix ? { fix } : {}) };
 }
 
 /**

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type Diagnostic, RenameRequest } from "vscode-languageserver-protocol";
+import { type CodeAction, CodeActionRequest, type Diagnostic, RenameRequest } from "vscode-languageserver-protocol";
 import { LspClient, positionOf, uriOf } from "./harness";
 
 let client: LspClient;
@@ -95,4 +95,49 @@ test("params: names that are no environment variable, and two names that are one
     "Params `min_rows` and `min-rows` are both $PARAM_MIN_ROWS in a shell task's environment: rename one.",
     "Params `region` and `Region` are both $PARAM_REGION in a shell task's environment: rename one.",
   ]);
+});
+
+test("quick fixes: the 'did you mean' of an upstream (in this file and in another workflow) and of an option", async () => {
+  await diagnose("other.flow.ts", `import { workflow, shell } from "tideflow";\nexport const sync_accounts = shell("sync_accounts", "true");\nexport default workflow("crm_sync", { tasks: [sync_accounts] });\n`);
+  const source = [
+    `import { workflow, shell } from "tideflow";`,
+    `export const transform = shell("transform", "true");`,
+    `export const load = shell("load", { retires: 2, upstream: ["transfrom", "crm_sync.sync_acounts", "crm_synk.sync_accounts"] }, "true");`,
+    `export default workflow("fixes", { tasks: [transform, load] });`,
+    ``,
+  ].join("\n");
+  const uri = uriOf(join(dir, "fixes.flow.ts"));
+  const waiting = client.waitForDiagnostics(uri, (d) => d.filter((x) => x.code === "unknown-upstream").length === 3);
+  await client.open(uri, source);
+  const ds = await waiting;
+  const lines = source.split("\n");
+  const apply = (edit: { range: Diagnostic["range"]; newText: string }) => {
+    const l = lines[edit.range.start.line];
+    return l.slice(0, edit.range.start.character) + edit.newText + l.slice(edit.range.end.character);
+  };
+  const actions = (await client.connection.sendRequest(CodeActionRequest.method, {
+    textDocument: { uri },
+    range: ds[0].range,
+    context: { diagnostics: ds },
+  })) as CodeAction[];
+  const byTitle = new Map(actions.map((a) => [a.title, a]));
+  const expected: [string, string][] = [
+    ["Change to `transform`", `upstream: ["transform", "crm_sync.sync_acounts"`],
+    ["Change to `crm_sync.sync_accounts`", `"crm_sync.sync_accounts", "crm_synk`],
+    ["Change to `crm_sync.sync_accounts`", `"crm_sync.sync_accounts"] }`],
+    ["Change to `retries`", `{ retries: 2,`],
+  ];
+  assert.equal(actions.length, 4, actions.map((a) => a.title).join(" | "));
+  for (const a of actions) {
+    assert.equal(a.kind, "quickfix");
+    const edits = a.edit!.changes![uri];
+    assert.equal(edits.length, 1);
+    const after = apply(edits[0]);
+    assert.ok(expected.some(([title, piece]) => title === a.title && after.includes(piece)), `${a.title}: ${after}`);
+  }
+  assert.ok(byTitle.has("Change to `transform`") && byTitle.has("Change to `retries`"));
+  // A client that does not send `data` back gets the same fixes, found by code, start and message.
+  const bare = ds.map(({ data: _data, ...rest }) => rest);
+  const again = (await client.connection.sendRequest(CodeActionRequest.method, { textDocument: { uri }, range: ds[0].range, context: { diagnostics: bare } })) as CodeAction[];
+  assert.deepEqual(again.map((a) => a.title).sort(), actions.map((a) => a.title).sort());
 });
