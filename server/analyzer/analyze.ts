@@ -8,6 +8,7 @@ import {
   SEVERITY,
   type DiagnosticCode,
   type DiagnosticFix,
+  type Position,
   type FileAnalysis,
   type Range,
   type Severity,
@@ -54,6 +55,8 @@ class FileAnalyzer {
   private base = 0;
   private readonly calleeNames = { task: new Set<string>(), shell: new Set<string>(), workflow: new Set<string>() };
   private readonly tasksByConst = new Map<string, PendingTask>();
+  /** Where a task constant is added to the workflow's `tasks` array, and with what before it. */
+  private tasksInsert: { at: Position; prefix: string } | undefined;
   /** Where each key of a params object read from this file is written. */
   private readonly paramKeys = new Map<Record<string, string>, Map<string, Range>>();
   /** Constants holding a `task(...)`/`shell(...)` whose id cannot be read statically. */
@@ -164,11 +167,16 @@ class FileAnalyzer {
     this.checkDuplicates(allTasks);
     for (const t of this.tasks) {
       if (workflow && !t.model.listed) {
+        const name = t.model.constName;
+        const insert = this.tasksInsert;
         this.report(
           t.model.idRange,
           "task-not-in-workflow",
           SEVERITY.warning,
           `Task \`${t.model.id}\` is not listed in the \`tasks\` of workflow \`${workflow.id}\`, so it never runs.`,
+          name && insert
+            ? { title: `Add \`${name}\` to the tasks of workflow \`${workflow.id}\``, edits: [{ range: { start: insert.at, end: insert.at }, newText: `${insert.prefix}${name}` }] }
+            : undefined,
         );
       }
     }
@@ -368,8 +376,14 @@ class FileAnalyzer {
         }
         case "tasks":
           sawTasks = true;
-          if (v.kind === "array") this.readTaskList(v.items);
-          else this.expect(p, "an array of tasks", v);
+          if (v.kind === "array") {
+            this.readTaskList(v.items);
+            // Where a missing task constant goes (the quick fix of task-not-in-workflow).
+            const last = v.items[v.items.length - 1];
+            this.tasksInsert = last
+              ? { at: this.range(last.node).end, prefix: ", " }
+              : { at: { line: this.range(v.node).start.line, character: this.range(v.node).start.character + 1 }, prefix: "" };
+          } else this.expect(p, "an array of tasks", v);
           break;
         default:
           this.unknownKey(p, WORKFLOW_OPTIONS, "workflow");

@@ -141,3 +141,22 @@ test("quick fixes: the 'did you mean' of an upstream (in this file and in anothe
   const again = (await client.connection.sendRequest(CodeActionRequest.method, { textDocument: { uri }, range: ds[0].range, context: { diagnostics: bare } })) as CodeAction[];
   assert.deepEqual(again.map((a) => a.title).sort(), actions.map((a) => a.title).sort());
 });
+
+test("quick fix: a task constant missing from the workflow's tasks is added to them", async () => {
+  for (const [name, list, want] of [
+    ["missing.flow.ts", "[a]", "[a, b]"],
+    ["missing-empty.flow.ts", "[]", "[b]"],
+  ] as const) {
+    const source = `import { workflow, shell } from "tideflow";\nexport const a = shell("a", "true");\nexport const b = shell("b", "true");\nexport default workflow("${name.replace(/\W/g, "_")}", { tasks: ${list} });\n`;
+    const ds = await diagnose(name, source);
+    const missing = ds.filter((d) => d.code === "task-not-in-workflow" && text(d).includes("`b`"));
+    assert.equal(missing.length, 1, JSON.stringify(ds));
+    const uri = uriOf(join(dir, name));
+    const [action] = (await client.connection.sendRequest(CodeActionRequest.method, { textDocument: { uri }, range: missing[0].range, context: { diagnostics: missing } })) as CodeAction[];
+    assert.match(action.title, /^Add `b` to the tasks of workflow /);
+    const [edit] = action.edit!.changes![uri];
+    const lines = source.split("\n");
+    const l = lines[edit.range.start.line];
+    assert.ok((l.slice(0, edit.range.start.character) + edit.newText + l.slice(edit.range.end.character)).includes(`tasks: ${want}`), JSON.stringify(edit));
+  }
+});
