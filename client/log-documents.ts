@@ -12,7 +12,7 @@ import { NotRunningError, type RunnerConnection } from "./connection";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
-export { lastErrorLine } from "./log-lines";
+export { lastErrorLine } from "../common/log-lines";
 
 export const LOG_SCHEME = "tideflow-log";
 

@@ -17,6 +17,7 @@ import { formatOperateResult, formatRunnerStatus, journalDamageWarning, formatPl
 import { UsageError, workspaceOf } from "../common/cli-usage";
 import { didYouMean, type Args } from "./cli/args";
 import { OfflineLogMissing, readLogOffline } from "./cli/offline-logs";
+import { lastTaskErrorLine } from "../common/log-lines";
 
 /** A refusal or failure to report as `tideflow: <message>` with exit 1. */
 export class CommandError extends Error {}
@@ -160,7 +161,7 @@ const WHY_NOT_UP_TO = 5;
 
 /**
  * Why a run that ended did not succeed: each failed or killed task instance (up to
- * WHY_NOT_UP_TO) with its attempt's outcome, the last line it wrote to stderr, and its log.
+ * WHY_NOT_UP_TO) with its attempt's outcome, its own last error line (stderr), and its log.
  */
 async function whyNot(client: RunnerClient, run: Run): Promise<string> {
   const bad = run.instances.flatMap((i) => i.tasks.filter((t) => t.state === "failed" || t.state === "killed").map((t) => ({ i, t })));
@@ -174,7 +175,7 @@ async function whyNot(client: RunnerClient, run: Run): Promise<string> {
     if (!last) continue;
     try {
       const log = await client.request("logs.read", { run: run.id, task: t.task, date: i.id, attempt: last.n });
-      const line = lastStderrLine(log.text);
+      const line = lastTaskErrorLine(log.text);
       if (line !== undefined) out.push(`  ${line}`);
       out.push(`  log: ${log.path} (\`tideflow logs ${run.id} ${t.task}${multi ? ` --date ${i.cyctime}` : ""}\`)`);
     } catch {
@@ -186,15 +187,6 @@ async function whyNot(client: RunnerClient, run: Run): Promise<string> {
   return `${out.join("\n")}\n`;
 }
 
-/** The text of a log's last stderr line (`<timestamp> stderr <LEVEL> <text>`), if any. */
-function lastStderrLine(text: string): string | undefined {
-  const lines = text.split("\n");
-  for (let k = lines.length - 1; k >= 0; k--) {
-    const m = /^\S+ stderr \S+ (.*)$/.exec(lines[k]);
-    if (m && m[1].trim() !== "") return m[1];
-  }
-  return undefined;
-}
 
 function allSucceeded(run: Run): boolean {
   return run.instances.every((i) => i.tasks.every((t) => t.state === "success"));

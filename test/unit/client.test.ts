@@ -1,7 +1,7 @@
 /** The extension's pure pieces: reading a failed attempt's log, the date checks, the downstream selection and the bizdates the test picker offers. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { lastErrorLine } from "../../client/log-lines";
+import { lastErrorLine, lastTaskErrorLine } from "../../common/log-lines";
 import { dateProblem, downstreamOf } from "../../client/selection";
 import { recentBizdates } from "../../common/cron";
 
@@ -22,6 +22,9 @@ describe("lastErrorLine", () => {
     assert.equal(lastErrorLine("t stdout INFO fine\nt system ERROR attempt 1 failed: timeout\n"), "attempt 1 failed: timeout");
     assert.equal(lastErrorLine("t stdout INFO fine\n"), "t stdout INFO fine");
     assert.equal(lastErrorLine(""), undefined);
+    // The task's own line only (the CLI's end-of-run report): none when it wrote no error.
+    assert.equal(lastTaskErrorLine("t stdout INFO fine\nt system ERROR attempt 1 failed: timeout\n"), undefined);
+    assert.equal(lastTaskErrorLine("t stderr WARN last words\nt stderr WARN \nt system ERROR attempt 1 failed\n"), "last words");
   });
 });
 
