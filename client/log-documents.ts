@@ -11,6 +11,7 @@ import { TERMINAL_TASK_STATES } from "../protocol/runner";
 import { NotRunningError, type RunnerConnection } from "./connection";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { attemptLogPath, logsDir } from "../common/log-files";
 
 export { lastErrorLine } from "../common/log-lines";
 
@@ -138,7 +139,7 @@ export class LogDocuments implements vscode.TextDocumentContentProvider, vscode.
     const root = this.connection.root;
     if (!root || /[/\\]|^\.\.?$/.test(t.instanceId) || /[/\\]/.test(t.task)) return undefined;
     try {
-      return await readFile(join(root, ".tideflow", "logs", t.instanceId, `${t.task}.${t.attempt}.log`));
+      return await readFile(attemptLogPath(logsDir(join(root, ".tideflow")), t.instanceId, t.task, t.attempt));
     } catch {
       return undefined;
     }

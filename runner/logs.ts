@@ -22,6 +22,7 @@
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
 import { isoWithOffset, wallClock } from "../common/zone";
+import { attemptLogPath, logsDir } from "../common/log-files";
 
 export type LogStream = "stdout" | "stderr" | "system";
 export type LogLevel = "DEBUG" | "INFO" | "WARN" | "ERROR";
@@ -166,12 +167,12 @@ export class LogStore {
   private readonly subscriptions = new Map<string, Set<Subscription>>();
 
   constructor(stateDir: string, opts: LogStoreOptions = {}) {
-    this.dir = join(stateDir, "logs");
+    this.dir = logsDir(stateDir);
     this.onError = opts.onError;
   }
 
   pathFor(key: AttemptKey): string {
-    return join(this.dir, key.instanceId, `${key.task}.${key.attempt}.log`);
+    return attemptLogPath(this.dir, key.instanceId, key.task, key.attempt);
   }
 
   /** Starts the attempt's log; the file is created (appended to, if it exists) in the background. */

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { previousDay } from "../../common/zone";
+import { attemptLogPath, logsDir } from "../../common/log-files";
 
 export interface OfflineLog {
   path: string;
@@ -36,10 +37,10 @@ function runNumber(instanceId: string): number {
 }
 
 export function readLogOffline(stateDir: string, runRef: string, task: string, date?: string, attempt?: number): OfflineLog {
-  const logsDir = join(stateDir, "logs");
+  const logs = logsDir(stateDir);
   let instances: string[];
   try {
-    instances = readdirSync(logsDir).filter((d) => /^run-\d+@/.test(d));
+    instances = readdirSync(logs).filter((d) => /^run-\d+@/.test(d));
   } catch {
     instances = [];
   }
@@ -50,7 +51,7 @@ export function readLogOffline(stateDir: string, runRef: string, task: string, d
     runId = `run-${latest}`;
   } else runId = /^\d+$/.test(runRef) ? `run-${runRef}` : runRef;
   const ofRun = instances.filter((d) => d.startsWith(`${runId}@`));
-  const withTask = ofRun.filter((d) => logFiles(join(logsDir, d), task).length > 0);
+  const withTask = ofRun.filter((d) => logFiles(join(logs, d), task).length > 0);
   if (withTask.length === 0) {
     throw new OfflineLogMissing(ofRun.length === 0 ? `.tideflow/logs has no log of ${runId}` : `.tideflow/logs has no log of \`${task}\` in ${runId}`);
   }
@@ -69,10 +70,10 @@ export function readLogOffline(stateDir: string, runRef: string, task: string, d
     throw new OfflineLogMissing(`\`${task}\` of ${runId} has logs in ${chosen.length} workflow instances; pick one with --date (${chosen.map((d) => bizdateOf(d)).join(", ")})`);
   }
   const instanceId = chosen[0];
-  const files = logFiles(join(logsDir, instanceId), task);
+  const files = logFiles(join(logs, instanceId), task);
   const n = attempt ?? Math.max(...files);
   if (!files.includes(n)) throw new OfflineLogMissing(`\`${task}\` of ${instanceId} has no attempt ${n} on disk; it has ${files.sort((a, b) => a - b).join(", ")}`);
-  const path = join(logsDir, instanceId, `${task}.${n}.log`);
+  const path = attemptLogPath(logs, instanceId, task, n);
   return { path, text: readFileSync(path, "utf8"), instanceId, attempt: n };
 }
 
