@@ -52,7 +52,6 @@ export function taskFacts(ti: Readonly<TaskInstance>, now = Date.now()): string[
     facts.push(elapsed((last.endedAt ?? now) - last.startedAt));
     const how = outcome(ti);
     if (how !== undefined) facts.push(how);
-    else if (last.signal) facts.push(last.signal);
     if (last.endedAt === undefined && last.killRequestedAt !== undefined) facts.push("being killed");
   }
   if (ti.retryAt !== undefined && ti.state === "waiting") facts.push(`retry at ${localTime(ti.retryAt).slice(11)}`);
